@@ -1,0 +1,39 @@
+# The README's commands. `make demo` and `make serve` need nothing but Python 3.11+;
+# `make test` also starts Redis and PostgreSQL when they are not running.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo serve test lint typecheck check services clean
+
+$(BIN)/notifier: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/notifier
+
+demo: install
+	$(BIN)/notifier demo
+
+serve: install
+	$(BIN)/notifier serve
+
+services:
+	scripts/ensure-services
+
+test: install services
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy notifier
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) notifier.db notifier.db-* outbox.txt .pytest_cache .mypy_cache .ruff_cache

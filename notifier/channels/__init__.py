@@ -1,0 +1,43 @@
+"""Channels: each sends one rendered message and returns the provider's id for it.
+
+Callers branch only on `SendError.outcome`; nothing about a provider leaks above its module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Outcome = Literal["permanent", "transient", "unknown"]
+
+
+class SendError(Exception):
+    """permanent: will never work, don't retry. transient: nothing was sent, retry later.
+    unknown: the request left and no answer came back; it may have been delivered."""
+
+    def __init__(self, outcome: Outcome, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Message:
+    notification_id: int
+    to: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    sender: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+class Channel(Protocol):
+    def send(self, message: Message) -> str: ...

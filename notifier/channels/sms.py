@@ -1,0 +1,78 @@
+"""SMS through Twilio's REST API, with the twilio SDK."""
+
+from __future__ import annotations
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from . import Message, SendError
+
+# Twilio errors that no retry will fix: invalid number, not a mobile, unsubscribed recipient,
+# landline or unreachable carrier, and the like.
+PERMANENT_CODES = {21211, 21212, 21408, 21610, 21612, 21614, 30003, 30004, 30005, 30006, 30007}
+# Errors worth retrying: rate limits, and credentials, which staff can fix without losing messages.
+TRANSIENT_CODES = {20003, 20429, 30001, 30002, 30008}
+
+
+class TwilioSMS:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_number: str | None,
+        messaging_service_sid: str | None,
+        status_callback: str,
+        base_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+    ) -> None:
+        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        self.client.api.base_url = base_url.rstrip("/")
+        # TWILIO_EDGE / TWILIO_REGION in the environment would rewrite the host of base_url.
+        self.client.edge = None
+        self.client.region = None
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.status_callback = status_callback
+
+    def send(self, message: Message) -> str:
+        sender = message.sender or self.from_number
+        route = (
+            {"from_": sender} if sender else {"messaging_service_sid": self.messaging_service_sid}
+        )
+        try:
+            created = self.client.messages.create(
+                to=message.to,
+                body=message.text,
+                status_callback=self.status_callback,
+                **route,
+            )
+        except TwilioRestException as exc:
+            raise classify(exc) from exc
+        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            raise SendError("transient", f"could not reach Twilio: {exc}") from exc
+        except requests.Timeout as exc:
+            raise SendError("unknown", f"Twilio did not answer in time: {exc}") from exc
+        except requests.ConnectionError as exc:
+            raise _connection_error(exc) from exc
+        return str(created.sid)
+
+
+def classify(exc: TwilioRestException) -> SendError:
+    code = int(exc.code) if exc.code else None
+    text = f"Twilio {exc.status}: {exc.msg}"
+    if code in PERMANENT_CODES:
+        return SendError("permanent", text, str(code))
+    if code in TRANSIENT_CODES or exc.status == 429 or exc.status >= 500:
+        return SendError("transient", text, str(code or exc.status))
+    return SendError("permanent", text, str(code or exc.status))
+
+
+def _connection_error(exc: requests.ConnectionError) -> SendError:
+    # Refused before anything was sent is safe to retry; a connection dropped mid-answer is not.
+    refused = "NewConnectionError" in repr(exc) or "Connection refused" in str(exc)
+    if refused:
+        return SendError("transient", f"could not reach Twilio: {exc}")
+    return SendError("unknown", f"connection to Twilio lost: {exc}")

@@ -1,0 +1,198 @@
+"""The `notifier` command: the processes of DESIGN.md and the staff tools."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import logging
+import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from .clinic import ConfigError
+from .runtime import Runtime
+from .settings import Settings
+
+log = logging.getLogger("notifier")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    quiet = args.run in (demo, remind_now, apikey, db_upgrade)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="notifier", description=__doc__)
+    commands = top.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, run: object, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    for name, run, help in (
+        ("serve", serve, "web + clock + worker in one process, no servers needed"),
+        ("web", web, "the HTTP API"),
+    ):
+        sub = command(name, run, help)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+    worker_cmd = command(
+        "worker", worker, "the Celery worker that sends (needs NOTIFIER_BROKER_URL)"
+    )
+    worker_cmd.add_argument("--concurrency", type=int, default=None)
+    command("scheduler", scheduler, "the clock: claims due notifications, enqueues them")
+    db_cmd = command("db", db_upgrade, "database schema")
+    db_cmd.add_argument("action", choices=["upgrade"])
+    demo_cmd = command("demo", demo, "play a whole clinic day, dry-run, and print the timeline")
+    demo_cmd.add_argument(
+        "--date", help="the clinic day to play (YYYY-MM-DD); default: next Tuesday"
+    )
+    key_cmd = command("apikey", apikey, "create an API key (printed once, stored hashed)")
+    key_cmd.add_argument("action", choices=["create"])
+    key_cmd.add_argument("name")
+    remind_cmd = command("remind", remind_now, "send a reminder for an appointment now")
+    remind_cmd.add_argument("appointment_id")
+    remind_cmd.add_argument("--channel", choices=["sms", "email"], action="append")
+    remind_cmd.add_argument("--staff", default="cli")
+    return top
+
+
+def _runtime() -> Runtime:
+    try:
+        return Runtime.build(Settings.from_env())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def serve(args: argparse.Namespace) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from .dispatch import in_process, schedule_ticks
+
+    rt = _runtime()
+    rt.prepare_database()
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="send")
+    clock = BackgroundScheduler(timezone="UTC")
+    schedule_ticks(clock, rt, in_process(rt, executor))
+    clock.start()
+    log.info("dry-run outbox: %s", rt.settings.outbox_path.resolve())
+    try:
+        _run_web(rt, args.host, args.port)
+    finally:
+        clock.shutdown(wait=False)
+        executor.shutdown(wait=True)
+
+
+def web(args: argparse.Namespace) -> None:
+    rt = _runtime()
+    _run_web(rt, args.host, args.port)
+
+
+def _run_web(rt: Runtime, host: str, port: int) -> None:
+    import uvicorn
+
+    from .web import create_app
+
+    if not rt.settings.secret_key:
+        log.warning("NOTIFIER_SECRET_KEY is not set: signed links will not survive a restart")
+    ping = None
+    if rt.settings.broker_url:
+        from .tasks import app as celery_app
+
+        def ping() -> None:
+            with celery_app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+
+    uvicorn.run(create_app(rt, ping), host=host, port=port, log_level="info")
+
+
+def worker(args: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    if not settings.broker_url:
+        raise ConfigError("`notifier worker` needs NOTIFIER_BROKER_URL (or run `notifier serve`)")
+    _runtime().engine.dispose()  # checks the config now; each worker process connects for itself
+    from .tasks import app as celery_app
+
+    argv = ["worker", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    if args.concurrency:
+        argv.append(f"--concurrency={args.concurrency}")
+    celery_app.worker_main(argv)
+
+
+def scheduler(args: argparse.Namespace) -> None:
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from .dispatch import schedule_ticks
+    from .tasks import enqueue
+
+    if not Settings.from_env().broker_url:
+        raise ConfigError(
+            "`notifier scheduler` needs NOTIFIER_BROKER_URL (or run `notifier serve`)"
+        )
+    rt = _runtime()
+    clock = BlockingScheduler(timezone="UTC")
+    schedule_ticks(clock, rt, enqueue)
+    log.info("clock started")
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        clock.start()
+
+
+def db_upgrade(args: argparse.Namespace) -> None:
+    rt = _runtime()
+    rt.prepare_database()
+    print(f"database ready: {rt.engine.url.render_as_string(hide_password=True)}")
+
+
+def demo(args: argparse.Namespace) -> None:
+    from .demo import play
+
+    day = datetime.strptime(args.date, "%Y-%m-%d").date() if args.date else None
+    play(day, sys.stdout)
+
+
+def apikey(args: argparse.Namespace) -> None:
+    from .models import ApiKey
+
+    rt = _runtime()
+    key = "ntf_" + secrets.token_urlsafe(32)
+    with rt.sessions() as session:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        session.add(ApiKey(name=args.name, key_sha256=digest, created_at=rt.clock()))
+        session.commit()
+    print(key)
+
+
+def remind_now(args: argparse.Namespace) -> int:
+    from .remind import CannotRemind, remind
+
+    rt = _runtime()
+    with rt.sessions() as session:
+        try:
+            result = remind(
+                session,
+                rt.clinic,
+                args.appointment_id,
+                args.channel or ["sms"],
+                args.staff,
+                rt.clock(),
+            )
+        except CannotRemind as exc:
+            print(f"notifier: {exc}", file=sys.stderr)
+            return 1
+        for n in result.created:
+            print(f"reminder {n.id} by {n.channel} due now")
+        for channel, why in result.refused.items():
+            print(f"not by {channel}: {why}", file=sys.stderr)
+    return 0 if result.created else 1

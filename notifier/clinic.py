@@ -1,0 +1,150 @@
+"""The clinic's own configuration (TOML): locations, treatments and the timing policy."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Channel = Literal["sms", "email"]
+
+
+class ConfigError(Exception):
+    """The clinic config is unusable; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Practice(_Strict):
+    name: str = Field(min_length=1)
+
+
+class QuietHours(_Strict):
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+
+
+class ReminderRule(_Strict):
+    hours_before: float = Field(gt=0)
+    channels: tuple[Channel, ...] = ("sms",)
+    ask_confirm: bool = False
+
+
+class Policy(_Strict):
+    quiet_hours: QuietHours = QuietHours()
+    reminders: tuple[ReminderRule, ...] = (
+        ReminderRule(hours_before=48, channels=("sms", "email"), ask_confirm=True),
+        ReminderRule(hours_before=2, channels=("sms",)),
+    )
+    # Rebook nudges go by the first channel the patient has consented to.
+    rebook_channels: tuple[Channel, ...] = ("sms", "email")
+
+
+class Location(_Strict):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    phone: str
+    address: str
+    time_zone: str
+    sender: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("phone", "sender")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            number = phonenumbers.parse(value, "US")
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(f"unparseable phone number {value!r}: {exc}") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError(f"invalid phone number {value!r}")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def display_phone(self) -> str:
+        number = phonenumbers.parse(self.phone)
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+class Treatment(_Strict):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    patient_wording: dict[str, str]
+    aftercare_delay_minutes: int = Field(default=60, ge=0)
+    avoid_hours: int = Field(default=4, ge=0)
+    rebook_after_days: int | None = Field(default=None, gt=0)
+
+    @field_validator("patient_wording")
+    @classmethod
+    def _has_english(cls, value: dict[str, str]) -> dict[str, str]:
+        if "en" not in value:
+            raise ValueError("needs at least an 'en' wording")
+        return value
+
+    def wording(self, language: str) -> str:
+        return self.patient_wording.get(language, self.patient_wording["en"])
+
+
+class Clinic(_Strict):
+    practice: Practice
+    policy: Policy = Policy()
+    locations: tuple[Location, ...] = Field(min_length=1)
+    treatments: tuple[Treatment, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Clinic:
+        for key, items in (("locations", self.locations), ("treatments", self.treatments)):
+            ids = [item.id for item in items]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise ValueError(f"{key}: duplicate id {duplicates[0]!r}")
+        return self
+
+    def location(self, location_id: str) -> Location | None:
+        return next((loc for loc in self.locations if loc.id == location_id), None)
+
+    def treatment(self, treatment_id: str) -> Treatment | None:
+        return next((t for t in self.treatments if t.id == treatment_id), None)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def load_clinic(path: Path) -> Clinic:
+    """Reads and validates the clinic file; any problem raises ConfigError naming the key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"clinic config {path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"clinic config {path}: not valid TOML: {exc}") from None
+    try:
+        return Clinic.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_key_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"clinic config {path}: " + "; ".join(problems)) from None

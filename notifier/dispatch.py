@@ -1,0 +1,115 @@
+"""The clock: claims due rows and hands their ids to the workers.
+
+Runs in the `scheduler` process. Any number of clocks may run at once: a claim is a conditional
+update, so each due row is claimed by exactly one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.base import BaseScheduler
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Notification
+from .runtime import Runtime
+from .schedule import transition
+from .send import deliver
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 500
+IDS_PER_TASK = 20
+# A claimed row not picked up by a worker in this time goes back to the schedule.
+QUEUED_LEASE = timedelta(minutes=5)
+TICK_SECONDS = 1.0
+
+Enqueue = Callable[[Sequence[int]], None]
+
+
+def claim_due(session: Session, now: datetime, owner: str, limit: int = CLAIM_BATCH) -> list[int]:
+    """Moves up to `limit` due rows from scheduled to queued and returns their ids."""
+    due = (
+        select(Notification.id)
+        .where(Notification.status == "scheduled", Notification.due_at <= now)
+        .order_by(Notification.due_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Two clocks claiming at once skip each other's rows instead of waiting on them.
+        due = due.with_for_update(skip_locked=True)
+    ids = transition(
+        session,
+        due,
+        ["scheduled"],
+        "queued",
+        now,
+        lease_owner=owner,
+        lease_until=now + QUEUED_LEASE,
+    )
+    session.commit()
+    return ids
+
+
+def reap(session: Session, now: datetime) -> None:
+    """Returns abandoned claims: a queued row whose task never ran is scheduled again; a row
+    left `sending` by a crashed worker may have reached the provider, so it becomes `unknown`."""
+    for status, to in (("queued", "scheduled"), ("sending", "unknown")):
+        expired = select(Notification.id).where(
+            Notification.status == status, Notification.lease_until < now
+        )
+        moved = transition(
+            session, expired, [status], to, now, "lease expired", lease_owner=None, lease_until=None
+        )
+        if moved:
+            log.warning("%d %s notifications had an expired lease: now %s", len(moved), status, to)
+    session.commit()
+
+
+def tick(rt: Runtime, enqueue: Enqueue, owner: str) -> int:
+    """One beat of the clock: reap, then claim and enqueue until nothing more is due."""
+    total = 0
+    with rt.sessions() as session:
+        reap(session, rt.clock())
+        while ids := claim_due(session, rt.clock(), owner):
+            for start in range(0, len(ids), IDS_PER_TASK):
+                enqueue(ids[start : start + IDS_PER_TASK])
+            total += len(ids)
+            if len(ids) < CLAIM_BATCH:
+                break
+    return total
+
+
+def clock_owner() -> str:
+    return f"clock:{socket.gethostname()}:{os.getpid()}"
+
+
+def schedule_ticks(scheduler: BaseScheduler, rt: Runtime, enqueue: Enqueue) -> None:
+    """Adds the tick job; one at a time, and missed beats are folded into the next one."""
+    owner = clock_owner()
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=TICK_SECONDS,
+        args=(rt, enqueue, owner),
+        id="dispatch",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=rt.clock(),
+    )
+
+
+def in_process(rt: Runtime, executor: Executor) -> Enqueue:
+    """For `notifier serve`: no broker, a thread pool plays the workers."""
+
+    def enqueue(ids: Sequence[int]) -> None:
+        for notification_id in ids:
+            executor.submit(deliver, rt, notification_id, "serve")
+
+    return enqueue

@@ -1,0 +1,269 @@
+"""Booking events in: validated, normalized, applied once, then re-planned.
+
+Every door (HTTP, CSV, FHIR) ends in `apply_event`, so they all share one set of rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .clinic import Clinic
+from .models import Appointment, BookingEvent, Patient
+from .schedule import replan
+
+EventType = Literal[
+    "appointment.booked",
+    "appointment.rescheduled",
+    "appointment.cancelled",
+    "appointment.completed",
+    "appointment.no_show",
+]
+STATUS_AFTER = {
+    "appointment.booked": "booked",
+    "appointment.rescheduled": "booked",
+    "appointment.cancelled": "cancelled",
+    "appointment.completed": "completed",
+    "appointment.no_show": "no_show",
+}
+# Numbers that can take a text; a landline, toll-free or premium number cannot.
+TEXTABLE = {
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    phonenumbers.PhoneNumberType.VOIP,
+    phonenumbers.PhoneNumberType.PERSONAL_NUMBER,
+}
+# Booking systems' clocks drift a little; an event from further in the future is a bug upstream.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class InvalidEvent(Exception):
+    """A bad event: `errors` holds (field, reason) pairs, the first being the headline."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {reason}" for field, reason in errors))
+        self.errors = errors
+
+
+class EventConflict(Exception):
+    """The event id was used before for a different payload."""
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class ConsentIn(_In):
+    sms: bool = False
+    email: bool = False
+    marketing: bool = False
+
+
+class PatientIn(_In):
+    id: str = Field(min_length=1, max_length=128)
+    first_name: str = Field(min_length=1, max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    language: str = Field(default="en", pattern=r"^[A-Za-z]{2}([-_][A-Za-z0-9]{2,8})?$")
+    time_zone: str | None = None
+    consent: ConsentIn = ConsentIn()
+
+    @field_validator("phone")
+    @classmethod
+    def _mobile_e164(cls, value: str | None) -> str | None:
+        return None if not value else normalize_phone(value)
+
+    @field_validator("language")
+    @classmethod
+    def _primary_subtag(cls, value: str) -> str:
+        return value[:2].lower()
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value or None
+
+
+class AppointmentIn(_In):
+    id: str = Field(min_length=1, max_length=128)
+    location: str = Field(min_length=1)
+    treatment: str = Field(min_length=1)
+    provider: str | None = Field(default=None, max_length=200)
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class EventIn(_In):
+    id: str = Field(min_length=1, max_length=128)
+    type: EventType
+    occurred_at: AwareDatetime
+    appointment: AppointmentIn
+    patient: PatientIn
+
+
+def normalize_phone(value: str, region: str = "US") -> str:
+    """E.164 for a number that can receive SMS; ValueError saying why otherwise."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"unparseable phone number {value!r}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"not a valid phone number: {value!r}")
+    if phonenumbers.number_type(number) not in TEXTABLE:
+        raise ValueError(f"not a mobile number (cannot receive SMS): {value!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def _reason(error: Any) -> str:
+    if error["type"] == "timezone_aware":
+        return "time without offset (give one, like 2026-12-03T10:00:00-05:00)"
+    if error["type"] == "missing":
+        return "required"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def parse_event(payload: Any, clinic: Clinic, now: datetime) -> EventIn:
+    """Validates a decoded event against the contract and the clinic; raises InvalidEvent."""
+    try:
+        event = EventIn.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidEvent([(_field(e["loc"]), _reason(e)) for e in exc.errors()]) from None
+    errors: list[tuple[str, str]] = []
+    apt, patient = event.appointment, event.patient
+    if clinic.location(apt.location) is None:
+        errors.append(("appointment.location", f"unknown location {apt.location!r}"))
+    if clinic.treatment(apt.treatment) is None:
+        errors.append(("appointment.treatment", f"unknown treatment {apt.treatment!r}"))
+    if apt.end <= apt.start:
+        errors.append(("appointment.end", "end is not after start"))
+    if not patient.phone and not patient.email:
+        errors.append(("patient.phone", "a phone number or an email address is needed"))
+    if event.occurred_at > now + MAX_CLOCK_SKEW:
+        errors.append(("occurred_at", "in the future"))
+    if errors:
+        raise InvalidEvent(errors)
+    return event
+
+
+def payload_digest(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: str
+    appointment_id: str
+    outcome: str  # applied | ignored_stale
+    duplicate: bool
+
+
+def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -> Outcome:
+    """Applies a booking event once, in one transaction. Raises InvalidEvent or EventConflict
+    before anything is stored."""
+    event = parse_event(payload, clinic, now)
+    digest = payload_digest(payload)
+    seen = session.get(BookingEvent, event.id)
+    if seen is not None:
+        return _replayed(seen, digest)
+    record = BookingEvent(
+        id=event.id,
+        appointment_id=event.appointment.id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        received_at=now,
+        payload_sha256=digest,
+        outcome="applied",
+    )
+    session.add(record)
+    try:
+        session.flush()
+    except IntegrityError:  # the same event arrived twice at once; the other request won
+        session.rollback()
+        return _replayed(session.get_one(BookingEvent, event.id), digest)
+    appointment = session.get(Appointment, event.appointment.id, with_for_update=True)
+    if appointment is not None and event.occurred_at < appointment.last_event_at:
+        record.outcome = "ignored_stale"
+    else:
+        appointment = _apply(session, event, appointment, now)
+        replan(session, appointment, clinic, now)
+    session.commit()
+    return Outcome(event.id, event.appointment.id, record.outcome, duplicate=False)
+
+
+def _replayed(seen: BookingEvent, digest: str) -> Outcome:
+    if seen.payload_sha256 != digest:
+        raise EventConflict(f"event id {seen.id!r} was already used for a different event")
+    return Outcome(seen.id, seen.appointment_id, seen.outcome, duplicate=True)
+
+
+def _apply(
+    session: Session, event: EventIn, appointment: Appointment | None, now: datetime
+) -> Appointment:
+    _upsert_patient(session, event.patient, now)
+    apt = event.appointment
+    if appointment is None:
+        appointment = Appointment(
+            id=apt.id,
+            booked_at=event.occurred_at,
+            rescheduled=False,
+            confirmation="unconfirmed",
+            created_at=now,
+        )
+        session.add(appointment)
+        # A cancel for a visit we never heard of tells the patient nothing new.
+        cancelled_at = None
+    else:
+        if apt.start != appointment.start_at and STATUS_AFTER[event.type] == "booked":
+            appointment.booked_at = event.occurred_at
+            appointment.rescheduled = True
+            appointment.confirmation = "unconfirmed"
+        cancelled_at = event.occurred_at
+    appointment.patient_id = event.patient.id
+    appointment.location_id = apt.location
+    appointment.treatment_id = apt.treatment
+    appointment.provider = apt.provider
+    appointment.start_at = apt.start
+    appointment.end_at = apt.end
+    appointment.status = STATUS_AFTER[event.type]
+    if event.type == "appointment.cancelled":
+        appointment.cancelled_at = cancelled_at
+    appointment.last_event_at = event.occurred_at
+    appointment.updated_at = now
+    session.flush()
+    session.refresh(appointment, ["patient"])
+    return appointment
+
+
+def _upsert_patient(session: Session, given: PatientIn, now: datetime) -> None:
+    patient = session.get(Patient, given.id) or Patient(id=given.id)
+    patient.first_name = given.first_name
+    patient.last_name = given.last_name
+    patient.phone = given.phone
+    patient.email = given.email
+    patient.language = given.language
+    patient.time_zone = given.time_zone
+    patient.consent_sms = given.consent.sms
+    patient.consent_email = given.consent.email
+    patient.consent_marketing = given.consent.marketing
+    patient.updated_at = now
+    session.add(patient)

@@ -1,0 +1,139 @@
+"""The timing policy: which notifications an appointment should have, and when.
+
+A pure function of its inputs: no database, no clock, no provider. The same inputs always give
+the same plan, which is what lets a replayed event change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .clinic import Channel, Policy, QuietHours, Treatment
+
+
+@dataclass(frozen=True)
+class Visit:
+    """An appointment as the policy sees it. All times are aware."""
+
+    status: str  # booked | cancelled | completed | no_show
+    start: datetime
+    end: datetime
+    booked_at: datetime  # when the current start time was set
+    cancelled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the policy needs of a patient: how to reach them, may we, and their clock."""
+
+    zone: ZoneInfo
+    sms: bool  # has a mobile number and consented to SMS
+    email: bool  # has an address and consented to email
+    marketing: bool
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: str
+    channel: Channel
+    slot: str
+    due_at: datetime
+    expires_at: datetime  # past this, sending it would be useless
+    ask_confirm: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.channel, self.slot)
+
+
+def plan(
+    visit: Visit, recipient: Recipient, treatment: Treatment, policy: Policy, now: datetime
+) -> list[Planned]:
+    """Every notification the appointment should have, less those already useless at `now`."""
+    if visit.status == "booked":
+        wanted = _booked(visit, recipient, policy)
+        wanted += _after_visit(visit, recipient, treatment, policy)
+    elif visit.status == "completed":
+        wanted = _after_visit(visit, recipient, treatment, policy)
+    elif visit.status == "cancelled":
+        wanted = _cancelled(visit, recipient)
+    else:  # no_show: no aftercare for a visit that did not happen, no rebook nudge either
+        wanted = []
+    placed = [_outside_quiet_hours(p, policy.quiet_hours, recipient.zone) for p in wanted]
+    return [p for p in placed if p.due_at < p.expires_at and p.expires_at > now]
+
+
+def _booked(visit: Visit, recipient: Recipient, policy: Policy) -> list[Planned]:
+    # The confirmation's slot is the start time, so a reschedule brings a fresh "your new time is".
+    at = visit.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+    planned = [
+        Planned("confirmation", channel, at, visit.booked_at, visit.start)
+        for channel in _reachable(("sms", "email"), recipient)
+    ]
+    for rule in policy.reminders:
+        due = visit.start - timedelta(hours=rule.hours_before)
+        if due < visit.booked_at:  # booked inside the reminder's window: it would be moot
+            continue
+        slot = f"{rule.hours_before:g}h"
+        planned += [
+            Planned("reminder", channel, slot, due, visit.start, ask_confirm=rule.ask_confirm)
+            for channel in _reachable(rule.channels, recipient)
+        ]
+    return planned
+
+
+def _after_visit(
+    visit: Visit, recipient: Recipient, treatment: Treatment, policy: Policy
+) -> list[Planned]:
+    due = visit.end + timedelta(minutes=treatment.aftercare_delay_minutes)
+    # Aftercare tips are worth sending while the patient should still be careful.
+    useful_until = max(visit.end + timedelta(hours=treatment.avoid_hours), due + timedelta(hours=1))
+    planned = [
+        Planned("aftercare", channel, "", due, useful_until)
+        for channel in _reachable(("sms", "email"), recipient)
+    ]
+    if treatment.rebook_after_days and recipient.marketing:
+        nudge = visit.end + timedelta(days=treatment.rebook_after_days)
+        channels = _reachable(policy.rebook_channels, recipient)[:1]
+        planned += [Planned("rebook", c, "", nudge, nudge + timedelta(days=7)) for c in channels]
+    return planned
+
+
+def _cancelled(visit: Visit, recipient: Recipient) -> list[Planned]:
+    if visit.cancelled_at is None:
+        return []
+    # By SMS; a patient we may not text still hears of it by email.
+    channels = _reachable(("sms", "email"), recipient)[:1]
+    return [Planned("cancellation", c, "", visit.cancelled_at, visit.start) for c in channels]
+
+
+def _reachable(channels: tuple[Channel, ...], recipient: Recipient) -> list[Channel]:
+    allowed = {"sms": recipient.sms, "email": recipient.email}
+    return [c for c in channels if allowed[c]]
+
+
+def in_quiet_hours(moment: datetime, quiet: QuietHours, zone: ZoneInfo) -> bool:
+    local = moment.astimezone(zone).time()
+    if quiet.start <= quiet.end:
+        return quiet.start <= local < quiet.end
+    return local >= quiet.start or local < quiet.end
+
+
+def next_allowed(moment: datetime, quiet: QuietHours, zone: ZoneInfo) -> datetime:
+    """The first moment at or after `moment` when an SMS may go out, by the wall clock of `zone`."""
+    if not in_quiet_hours(moment, quiet, zone):
+        return moment
+    local = moment.astimezone(zone)
+    day = local.date()
+    if quiet.start > quiet.end and local.time() >= quiet.start:
+        day += timedelta(days=1)
+    # Built from the wall clock, not by adding hours, so a DST change in the night is honoured.
+    return datetime.combine(day, quiet.end, tzinfo=zone)
+
+
+def _outside_quiet_hours(planned: Planned, quiet: QuietHours, zone: ZoneInfo) -> Planned:
+    if planned.channel != "sms":
+        return planned
+    return replace(planned, due_at=next_allowed(planned.due_at, quiet, zone).astimezone(UTC))

@@ -1,0 +1,54 @@
+"""Manual reminders: one code path for the API, the CLI and the staff dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from .clinic import Channel, Clinic
+from .models import Appointment, Notification
+from .plan import Planned
+from .schedule import add, recipient
+
+
+class CannotRemind(Exception):
+    """The appointment does not take reminders (unknown, cancelled, or already started)."""
+
+
+@dataclass
+class Reminded:
+    created: list[Notification] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # channel -> why not
+
+
+def remind(
+    session: Session,
+    clinic: Clinic,
+    appointment_id: str,
+    channels: list[Channel],
+    staff: str,
+    now: datetime,
+) -> Reminded:
+    """Plans a reminder due now on each channel the patient may be reached on."""
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise CannotRemind(f"no appointment {appointment_id!r}")
+    if appointment.status != "booked" or appointment.start_at <= now:
+        raise CannotRemind(f"appointment {appointment_id!r} is {appointment.status}, not upcoming")
+    location = clinic.location(appointment.location_id)
+    if location is None:
+        raise CannotRemind(f"location {appointment.location_id!r} is not in the clinic config")
+    who = recipient(appointment.patient, location.zone)
+    result = Reminded()
+    planned = []
+    for channel in dict.fromkeys(channels):
+        if not (who.sms if channel == "sms" else who.email):
+            result.refused[channel] = f"patient has no {channel} consent or no {channel} address"
+            continue
+        ask = appointment.confirmation == "unconfirmed"
+        planned.append(Planned("manual", channel, now.isoformat(), now, appointment.start_at, ask))
+    result.created = add(session, appointment, planned, now, staff=staff)
+    session.commit()
+    return result

@@ -1,0 +1,80 @@
+"""Everything a process needs, built once from the environment: config, database, channels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import db
+from .channels import Channel
+from .channels.email import SMTPEmail
+from .channels.outbox import Outbox
+from .channels.sms import TwilioSMS
+from .clinic import Clinic, load_clinic
+from .render import Renderer
+from .settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clinic: Clinic
+    engine: Engine
+    sessions: sessionmaker[Session]
+    renderer: Renderer
+    sms: Channel
+    email: Channel
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Runtime:
+        """Raises clinic.ConfigError or ValueError, naming what is wrong, before anything runs."""
+        clinic = load_clinic(settings.config_path)
+        engine = db.make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            clinic=clinic,
+            engine=engine,
+            sessions=db.make_sessionmaker(engine),
+            renderer=Renderer(settings.templates_dir),
+            sms=sms_channel(settings),
+            email=email_channel(settings),
+            clock=clock,
+        )
+
+    def prepare_database(self) -> None:
+        """Migrates the schema and mirrors the clinic's locations and treatments into it."""
+        db.upgrade(self.engine)
+        with self.sessions() as session:
+            db.sync_clinic(session, self.clinic)
+
+
+def sms_channel(settings: Settings) -> Channel:
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        return Outbox(settings.outbox_path, "sms")
+    if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
+        raise ValueError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID to send SMS")
+    return TwilioSMS(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        from_number=settings.twilio_from_number,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        status_callback=f"{settings.public_url}/twilio/status",
+        base_url=settings.twilio_api_base_url,
+    )
+
+
+def email_channel(settings: Settings) -> Channel:
+    if not settings.smtp_url:
+        return Outbox(settings.outbox_path, "email")
+    if not settings.mail_from:
+        raise ValueError("set NOTIFIER_MAIL_FROM to send email")
+    return SMTPEmail(settings.smtp_url, settings.mail_from)

@@ -1,0 +1,56 @@
+"""The process environment (DESIGN.md's configuration contract), read once at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR.parent / "templates"
+EXAMPLE_CLINIC = PACKAGE_DIR / "example_clinic.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///notifier.db"
+    broker_url: str | None = None
+    config_path: Path = EXAMPLE_CLINIC
+    public_url: str = "http://127.0.0.1:8000"
+    api_keys: tuple[str, ...] = ()
+    secret_key: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    smtp_url: str | None = None
+    mail_from: str | None = None
+    outbox_path: Path = Path("outbox.txt")
+    templates_dir: Path = TEMPLATES_DIR
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        keys = tuple(k.strip() for k in (get("NOTIFIER_API_KEYS") or "").split(",") if k.strip())
+        return cls(
+            database_url=get("NOTIFIER_DATABASE_URL") or cls.database_url,
+            broker_url=get("NOTIFIER_BROKER_URL"),
+            config_path=Path(get("NOTIFIER_CONFIG") or EXAMPLE_CLINIC),
+            public_url=(get("NOTIFIER_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            api_keys=keys,
+            secret_key=get("NOTIFIER_SECRET_KEY"),
+            twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+            twilio_from_number=get("TWILIO_FROM_NUMBER"),
+            twilio_messaging_service_sid=get("TWILIO_MESSAGING_SERVICE_SID"),
+            twilio_api_base_url=get("TWILIO_API_BASE_URL") or cls.twilio_api_base_url,
+            smtp_url=get("NOTIFIER_SMTP_URL"),
+            mail_from=get("NOTIFIER_MAIL_FROM"),
+            outbox_path=Path(get("NOTIFIER_OUTBOX") or cls.outbox_path),
+            templates_dir=Path(get("NOTIFIER_TEMPLATES") or TEMPLATES_DIR),
+        )

@@ -1,0 +1,37 @@
+"""Loopback fakes of the services notifier talks to (Twilio's REST API, SMTP) and test helpers."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .smtp import SMTPSink
+    from .twilio import FakeTwilio
+
+__all__ = ["FakeTwilio", "SMTPSink", "wait_until"]
+
+# The fakes are imported on first use: eager imports here would make
+# `python -m tests.fakes.twilio` load that module twice (runpy warns about it),
+# and would make the stdlib-only Twilio fake drag in aiosmtpd.
+_LAZY = {"FakeTwilio": ".twilio", "SMTPSink": ".smtp"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02
+) -> bool:
+    """Poll `predicate` until it is truthy; False if it still is not after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True

@@ -1,0 +1,185 @@
+"""The production shape, for real: `notifier web`, two `notifier scheduler`s and a Celery
+`notifier worker` as separate processes, on PostgreSQL and Redis, sending through the twilio SDK
+to the fake Twilio server and over SMTP to the loopback server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from notifier import db
+from tests.conftest import REDIS_URL, TABLES
+from tests.events import event
+from tests.fakes import FakeTwilio, SMTPSink, wait_until
+
+NOTIFIER = [sys.executable, "-m", "notifier"]
+AUTH = {"Authorization": "Bearer test-key"}
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> None:
+        log = (self.logs / f"{args[0]}-{len(self.processes)}.log").open("wb")
+        self.processes.append(
+            subprocess.Popen([*NOTIFIER, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def post(self, payload: dict) -> httpx.Response:
+        return httpx.post(f"{self.url}/v1/events", json=payload, headers=AUTH, timeout=10)
+
+
+@pytest.fixture
+def stack(
+    postgres_url: str, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> Iterator[Stack]:
+    engine = db.make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    env = {
+        **os.environ,
+        "NOTIFIER_DATABASE_URL": postgres_url,
+        "NOTIFIER_BROKER_URL": REDIS_URL,
+        "NOTIFIER_QUEUE": f"notifier-test-{uuid.uuid4().hex[:8]}",
+        "NOTIFIER_API_KEYS": "test-key",
+        "NOTIFIER_SECRET_KEY": "test-secret",
+        "NOTIFIER_PUBLIC_URL": "https://reminders.clinic.example",
+        "TWILIO_ACCOUNT_SID": fake_twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": fake_twilio.auth_token,
+        "TWILIO_FROM_NUMBER": "+15165550100",
+        "TWILIO_API_BASE_URL": fake_twilio.url,
+        "NOTIFIER_SMTP_URL": smtp.url,
+        "NOTIFIER_MAIL_FROM": "North Shore Skin & Neurology <reminders@northshore.example>",
+    }
+    running = Stack(env, tmp_path)
+    subprocess.run([*NOTIFIER, "db", "upgrade"], env=env, check=True, capture_output=True)
+    running.start("web", "--port", str(running.port))
+    running.start("scheduler")
+    running.start("scheduler")
+    running.start("worker", "--concurrency", "2")
+    try:
+        assert wait_until(lambda: _healthy(running.url), timeout=20), _logs(tmp_path)
+        yield running
+    finally:
+        running.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _logs(where: Path) -> str:
+    return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted(where.glob("*.log")))
+
+
+def in_quiet_hours(moment: datetime) -> bool:
+    local = moment.astimezone(NEW_YORK).time()
+    return local.hour >= 21 or local.hour < 8
+
+
+def test_the_contract_example_brings_email_and_sms_within_5_seconds(
+    stack: Stack, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    start = (now + timedelta(days=3)).astimezone(NEW_YORK).replace(hour=10, minute=0, second=0)
+    answer = stack.post(event("booked", start, occurred_at=now, event_id="evt-001"))
+    assert answer.status_code == 202, answer.text
+    assert wait_until(lambda: len(smtp.messages) == 1, timeout=5), _logs(tmp_path)
+    assert "confirmed" in str(smtp.messages[0]["Subject"])
+    if in_quiet_hours(now):
+        sms = httpx.get(f"{stack.url}/v1/appointments/apt-1", headers=AUTH).json()
+        (confirmation,) = [
+            n for n in sms["notifications"] if (n["kind"], n["channel"]) == ("confirmation", "sms")
+        ]
+        due = datetime.fromisoformat(confirmation["due_at"]).astimezone(NEW_YORK)
+        assert (confirmation["status"], due.hour, due.minute) == ("scheduled", 8, 0)
+    else:
+        assert wait_until(lambda: len(fake_twilio.messages) == 1, timeout=5), _logs(tmp_path)
+        assert fake_twilio.messages[0]["to"] == "+17185550134"
+
+
+def test_two_schedulers_and_a_worker_pool_send_each_message_once(
+    stack: Stack, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    start = now + timedelta(days=3)
+    patients = 40
+    for n in range(patients):
+        payload = event(
+            "booked",
+            start,
+            occurred_at=now,
+            appointment_id=f"apt-{n}",
+            patient_id=f"pat-{n}",
+            phone=f"+1 718 555 01{n:02d}",
+            email=f"patient{n}@example.org",
+        )
+        # A patient zone where it is daytime now, so no SMS waits for the morning.
+        payload["patient"]["time_zone"] = _daytime_zone(now)
+        assert stack.post(payload).status_code == 202
+    done = wait_until(
+        lambda: len(fake_twilio.messages) >= patients and len(smtp.messages) >= patients,
+        timeout=30,
+    )
+    assert done, _logs(tmp_path)
+    wait_until(lambda: False, timeout=1.5)  # let any duplicate arrive before counting
+    assert sorted(m["to"] for m in fake_twilio.messages) == sorted(
+        f"+1718555{n + 100:04d}" for n in range(patients)
+    )
+    assert len({str(m["Message-ID"]) for m in smtp.messages}) == len(smtp.messages) == patients
+
+
+# Offsets at most four hours apart: one of them is always between 10:00 and 19:00.
+ZONES = (
+    "America/Los_Angeles",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Europe/London",
+    "Europe/Moscow",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Pacific/Auckland",
+)
+
+
+def _daytime_zone(now: datetime) -> str:
+    for name in ZONES:
+        if 10 <= now.astimezone(ZoneInfo(name)).hour < 19:
+            return name
+    return "Asia/Dubai"
