@@ -105,7 +105,7 @@ def _run_web(rt: Runtime, host: str, port: int) -> None:
 
     from .web import create_app
 
-    if not rt.settings.secret_key:
+    if rt.settings.ephemeral_secret:
         log.warning("NOTIFIER_SECRET_KEY is not set: signed links will not survive a restart")
     ping = None
     if rt.settings.broker_url:

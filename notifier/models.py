@@ -91,6 +91,7 @@ class Appointment(Base):
     status: Mapped[str] = mapped_column(String(16))
     # unconfirmed | confirmed | wants_reschedule
     confirmation: Mapped[str] = mapped_column(String(24), default="unconfirmed")
+    confirmation_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # When the current time was set (booking or last reschedule): reminders due before it are moot.
     booked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     rescheduled: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -174,6 +175,41 @@ class BookingEvent(Base):
     payload_sha256: Mapped[str] = mapped_column(String(64))
     # applied | ignored_stale
     outcome: Mapped[str] = mapped_column(String(16))
+
+
+class SmsOptOut(Base):
+    """The opt-out registry: one row per phone number that ever said STOP (or Twilio said so)."""
+
+    __tablename__ = "sms_opt_outs"
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # keyword:STOP | twilio:21610 | staff:<who>
+    source: Mapped[str] = mapped_column(String(64))
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InboundMessage(Base):
+    """Every SMS a patient sent us, matched to a patient and appointment where we could."""
+
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Twilio retries a webhook it got no answer to: the MessageSid makes the retry harmless.
+    provider_id: Mapped[str] = mapped_column(String(64), unique=True)
+    from_number: Mapped[str] = mapped_column(String(32), index=True)
+    to_number: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.id"))
+    appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointments.id"))
+    # confirm | reschedule | stop | start | help | other
+    intent: Mapped[str] = mapped_column(String(16))
+    needs_staff: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_replied: Mapped[bool] = mapped_column(Boolean, default=False)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handled_by: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_inbound_messages_open", "needs_staff", "handled_at"),)
 
 
 class ApiKey(Base):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -38,6 +39,11 @@ class Runtime:
     def build(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Runtime:
         """Raises clinic.ConfigError or ValueError, naming what is wrong, before anything runs."""
         clinic = load_clinic(settings.config_path)
+        if not settings.secret_key:
+            # Enough for one process (serve, demo); links and sessions die with it.
+            settings = replace(
+                settings, secret_key=secrets.token_urlsafe(32), ephemeral_secret=True
+            )
         engine = db.make_engine(settings.database_url)
         return cls(
             settings=settings,

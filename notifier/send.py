@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 from .channels import Attachment, Message, SendError
 from .clinic import Location, Treatment
 from .ics import appointment_ics
+from .links import ACTIONS, make_token
 from .models import Appointment, Notification, Patient
 from .plan import next_allowed, plan
 from .runtime import Runtime
 from .schedule import recipient, transition, visit
+from .track import after_sms_failure, is_opted_out
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +107,12 @@ def recheck(rt: Runtime, session: Session, n: Notification, now: datetime) -> Sk
         return Skip("cancelled", f"appointment {appointment.status}")
     if not (who.sms if n.channel == "sms" else who.email):
         return Skip("suppressed", "no_consent")
+    if n.channel == "sms" and is_opted_out(session, patient.phone):
+        return Skip("suppressed", "opted_out")
     if n.kind == "rebook" and _has_future_visit(session, patient, now):
         return Skip("suppressed", "already_rebooked")
-    if n.kind != "manual":
+    # Manual reminders and email fallbacks are not the policy's, so the plan cannot vouch for them.
+    if n.kind != "manual" and not n.slot.startswith("fallback:"):
         wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
         if not any(
             p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
@@ -153,7 +158,10 @@ def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError)
     elif exc.outcome == "unknown":
         to, values = "unknown", {}
     else:
-        to, values = "failed", {"reason": "gave_up" if exc.outcome == "transient" else "provider"}
+        to, values = (
+            "failed",
+            {"reason": exc.reason or ("gave_up" if exc.outcome == "transient" else "provider")},
+        )
     transition(
         session,
         [n.id],
@@ -166,6 +174,8 @@ def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError)
         lease_until=None,
         **values,
     )
+    if to == "failed" and n.channel == "sms" and exc.outcome == "permanent":
+        after_sms_failure(session, n, exc.reason, now)
     session.commit()
     return to
 
@@ -228,7 +238,18 @@ def context(
             "ask_confirm": n.ask_confirm and appointment.confirmation == "unconfirmed",
             "rescheduled": appointment.rescheduled,
         },
-        "links": {"confirm": None, "reschedule": None},
+        "links": _links(rt, n, appointment),
+    }
+
+
+def _links(rt: Runtime, n: Notification, appointment: Appointment) -> dict[str, str | None]:
+    if n.channel != "email" or not n.ask_confirm or appointment.confirmation != "unconfirmed":
+        return {"confirm": None, "reschedule": None}
+    secret = rt.settings.secret_key or ""
+    return {
+        action: f"{rt.settings.public_url}/links/"
+        + make_token(secret, appointment.id, action, appointment.end_at)
+        for action in ACTIONS
     }
 
 

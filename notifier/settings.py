@@ -28,6 +28,7 @@ class Settings:
     mail_from: str | None = None
     outbox_path: Path = Path("outbox.txt")
     templates_dir: Path = TEMPLATES_DIR
+    ephemeral_secret: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

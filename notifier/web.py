@@ -4,20 +4,26 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 from .clinic import Channel
 from .ingest import EventConflict, InvalidEvent, apply_event
+from .links import BadLink, read_token
 from .models import ApiKey, Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
+from .track import delivery_receipt, receive
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -42,24 +48,11 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
 
     @app.post("/v1/events", status_code=202)
     async def post_event(request: Request, s: Db, _: Caller) -> JSONResponse:
-        body = await _read_body(request)
         try:
-            outcome = apply_event(s, rt.clinic, _decode(body), rt.clock())
+            payload = decode_json(await read_body(request))
         except InvalidEvent as exc:
             return _invalid(exc.errors)
-        except EventConflict as exc:
-            return JSONResponse({"error": "conflict", "reason": str(exc)}, status_code=409)
-        appointment = s.get_one(Appointment, outcome.appointment_id, populate_existing=True)
-        answer = {
-            "event": {
-                "id": outcome.event_id,
-                "outcome": outcome.outcome,
-                "duplicate": outcome.duplicate,
-            },
-            "appointment": appointment_json(appointment),
-            "notifications": [notification_json(n) for n in _notifications(s, appointment.id)],
-        }
-        return JSONResponse(answer, status_code=200 if outcome.duplicate else 202)
+        return accept_event(rt, s, payload)
 
     @app.get("/v1/appointments/{appointment_id}")
     def get_appointment(appointment_id: str, s: Db, _: Caller) -> dict[str, Any]:
@@ -93,6 +86,73 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             "refused": result.refused,
         }
 
+    async def twilio_form(request: Request) -> dict[str, str]:
+        """The webhook's form, once its X-Twilio-Signature proves Twilio sent it to this URL."""
+        form = dict(parse_qsl((await read_body(request)).decode(errors="replace")))
+        url = rt.settings.public_url + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        token = rt.settings.twilio_auth_token
+        signature = request.headers.get("x-twilio-signature", "")
+        if not token or not RequestValidator(token).validate(url, form, signature):
+            raise HTTPException(403, "bad or missing X-Twilio-Signature")
+        return form
+
+    @app.post("/twilio/inbound")
+    async def twilio_inbound(request: Request, s: Db) -> Response:
+        form = await twilio_form(request)
+        reply = receive(rt, s, form, rt.clock())
+        twiml = MessagingResponse()
+        if reply.kind:
+            lang = reply.context["lang"]
+            twiml.message(rt.renderer.render(reply.kind, "sms", lang, reply.context).text)
+        return Response(str(twiml), media_type="application/xml")
+
+    @app.post("/twilio/status")
+    async def twilio_status(request: Request, s: Db) -> Response:
+        delivery_receipt(s, await twilio_form(request), rt.clock())
+        return Response(status_code=204)
+
+    pages = Jinja2Templates(directory=rt.settings.templates_dir / "pages")
+
+    def link_page(request: Request, token: str, s: Session, act: bool) -> HTMLResponse:
+        context: dict[str, Any] = {"practice": rt.clinic.practice.name, "title": "Appointment"}
+        try:
+            link = read_token(rt.settings.secret_key or "", token, rt.clock())
+        except BadLink as exc:
+            state = "expired" if exc.expired else "invalid"
+            return pages.TemplateResponse(
+                request, "link.html", {**context, "state": state}, 410 if exc.expired else 400
+            )
+        appointment = s.get(Appointment, link.appointment_id)
+        if appointment is None or appointment.status != "booked":
+            return pages.TemplateResponse(request, "link.html", {**context, "state": "gone"}, 410)
+        location = rt.clinic.location(appointment.location_id)
+        zone = location.zone if location else UTC
+        context |= {
+            "action": link.action,
+            "when": f"{appointment.start_at.astimezone(zone):%A, %B %-d at %-I:%M %p}",
+            "location": f"{location.name}, {location.address}" if location else "",
+            "phone": location.display_phone if location else "",
+            "state": "done" if act else "ask",
+        }
+        if act:
+            appointment.confirmation = (
+                "confirmed" if link.action == "confirm" else "wants_reschedule"
+            )
+            appointment.confirmation_at = rt.clock()
+            s.commit()
+        return pages.TemplateResponse(request, "link.html", context)
+
+    # GET only shows the question: mail scanners open links, and must not confirm anything.
+    @app.get("/links/{token}", response_class=HTMLResponse)
+    def get_link(request: Request, token: str, s: Db) -> HTMLResponse:
+        return link_page(request, token, s, act=False)
+
+    @app.post("/links/{token}", response_class=HTMLResponse)
+    def post_link(request: Request, token: str, s: Db) -> HTMLResponse:
+        return link_page(request, token, s, act=True)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -108,6 +168,27 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     return app
 
 
+def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:
+    """Applies a booking event and answers as the contract says; every event door uses it."""
+    try:
+        outcome = apply_event(s, rt.clinic, payload, rt.clock())
+    except InvalidEvent as exc:
+        return _invalid(exc.errors)
+    except EventConflict as exc:
+        return JSONResponse({"error": "conflict", "reason": str(exc)}, status_code=409)
+    appointment = s.get_one(Appointment, outcome.appointment_id, populate_existing=True)
+    answer = {
+        "event": {
+            "id": outcome.event_id,
+            "outcome": outcome.outcome,
+            "duplicate": outcome.duplicate,
+        },
+        "appointment": appointment_json(appointment),
+        "notifications": [notification_json(n) for n in _notifications(s, appointment.id)],
+    }
+    return JSONResponse(answer, status_code=200 if outcome.duplicate else 202)
+
+
 def _known_key(rt: Runtime, s: Session, key: str) -> bool:
     if any(hmac.compare_digest(key, configured) for configured in rt.settings.api_keys):
         return True
@@ -115,7 +196,7 @@ def _known_key(rt: Runtime, s: Session, key: str) -> bool:
     return s.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == digest)) is not None
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
@@ -127,7 +208,7 @@ async def _read_body(request: Request) -> bytes:
     return body
 
 
-def _decode(body: bytes) -> Any:
+def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -27,6 +27,15 @@ from notifier.render import (
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 KINDS = ("confirmation", "reminder", "aftercare", "rebook", "cancellation", "manual")
 LANGS = ("en", "es")
+# Answers to patients' replies: SMS only.
+REPLIES = (
+    "reply_confirmed",
+    "reply_reschedule",
+    "reply_stop",
+    "reply_start",
+    "reply_help",
+    "reply_other",
+)
 LOCATIONS = {
     "manhasset": {
         "id": "manhasset",
@@ -81,7 +90,14 @@ def sms(renderer: Renderer, kind: str, lang: str, **context: Any) -> str:
 
 
 def test_kinds_on_disk(renderer: Renderer) -> None:
-    assert renderer.kinds() == sorted(KINDS)
+    assert renderer.kinds() == sorted(KINDS + REPLIES)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("kind", REPLIES)
+def test_every_reply_is_one_gsm7_segment(renderer: Renderer, kind: str, lang: str) -> None:
+    text = sms(renderer, kind, lang, first_name="Christabelle")
+    assert is_gsm7(text) and sms_segments(text) == 1, text
 
 
 @pytest.mark.parametrize("lang", LANGS)

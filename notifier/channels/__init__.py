@@ -15,10 +15,14 @@ class SendError(Exception):
     """permanent: will never work, don't retry. transient: nothing was sent, retry later.
     unknown: the request left and no answer came back; it may have been delivered."""
 
-    def __init__(self, outcome: Outcome, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, outcome: Outcome, message: str, code: str | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
         self.code = code
+        # Why a permanent failure is permanent, in the clinic's words: opted_out, not_mobile, …
+        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,20 @@ from twilio.rest import Client
 
 from . import Message, SendError
 
-# Twilio errors that no retry will fix: invalid number, not a mobile, unsubscribed recipient,
-# landline or unreachable carrier, and the like.
-PERMANENT_CODES = {21211, 21212, 21408, 21610, 21612, 21614, 30003, 30004, 30005, 30006, 30007}
+# Twilio errors that no retry will fix, and what each means for the patient's number.
+REASONS = {
+    21211: "invalid_number",
+    21212: "invalid_sender",
+    21408: "region_not_enabled",
+    21610: "opted_out",
+    21612: "unreachable",
+    21614: "not_mobile",
+    30003: "unreachable",
+    30004: "blocked",
+    30005: "unknown_number",
+    30006: "not_mobile",
+    30007: "filtered",
+}
 # Errors worth retrying: rate limits, and credentials, which staff can fix without losing messages.
 TRANSIENT_CODES = {20003, 20429, 30001, 30002, 30008}
 
@@ -63,11 +74,16 @@ class TwilioSMS:
 def classify(exc: TwilioRestException) -> SendError:
     code = int(exc.code) if exc.code else None
     text = f"Twilio {exc.status}: {exc.msg}"
-    if code in PERMANENT_CODES:
-        return SendError("permanent", text, str(code))
+    if code in REASONS:
+        return SendError("permanent", text, str(code), REASONS[code])
     if code in TRANSIENT_CODES or exc.status == 429 or exc.status >= 500:
         return SendError("transient", text, str(code or exc.status))
     return SendError("permanent", text, str(code or exc.status))
+
+
+def reason_for(code: str | None) -> str | None:
+    """The reason for a failure code from a delivery receipt."""
+    return REASONS.get(int(code)) if code and code.isdigit() else None
 
 
 def _connection_error(exc: requests.ConnectionError) -> SendError:

@@ -1,0 +1,261 @@
+"""What comes back: patients' replies, delivery receipts, opt-outs.
+
+Replies confirm or flag appointments, STOP-family words fill the opt-out registry, and anything
+not understood waits in the staff inbox. Delivery receipts only ever move a state forward.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .channels.sms import reason_for
+from .models import Appointment, InboundMessage, Notification, Patient, SmsOptOut
+from .plan import Planned
+from .runtime import Runtime
+from .schedule import add, transition
+
+CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI"}
+RESCHEDULE = {"R", "RESCHEDULE", "N", "NO"}
+# Carrier and Twilio opt-out words. CANCEL is one of them: never ask patients to reply CANCEL.
+STOP = {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL"}
+START = {"START", "UNSTOP", "YES"}
+HELP = {"HELP", "INFO"}
+AUTO_REPLY_EVERY = timedelta(days=1)
+# Twilio's final delivery states; a receipt never moves a message out of one of these.
+DELIVERY = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
+# Failures that say this number cannot take texts: the patient is told by email instead, once.
+EMAIL_INSTEAD = {"invalid_number", "not_mobile", "unreachable", "unknown_number", "undeliverable"}
+
+
+def keyword(body: str) -> str:
+    """The reply reduced to its word: case, accents, spaces, punctuation and emoji dropped."""
+    folded = unicodedata.normalize("NFKD", body)
+    letters = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return re.sub(r"[^A-Za-z0-9]", "", letters).upper()
+
+
+def intent(word: str, opted_out: bool) -> str:
+    # YES means "text me again" to someone who said STOP, and "I'll be there" to anyone else.
+    if word in START and (opted_out or word != "YES"):
+        return "start"
+    if word in CONFIRM:
+        return "confirm"
+    if word in RESCHEDULE:
+        return "reschedule"
+    if word in STOP:
+        return "stop"
+    if word in HELP:
+        return "help"
+    return "other"
+
+
+def is_opted_out(session: Session, phone: str | None) -> bool:
+    if not phone:
+        return False
+    row = session.get(SmsOptOut, phone)
+    return bool(row and row.active)
+
+
+def opt_out(session: Session, phone: str, source: str, now: datetime) -> None:
+    row = session.get(SmsOptOut, phone)
+    if row is None:
+        session.add(SmsOptOut(phone=phone, active=True, source=source, opted_out_at=now))
+    elif not row.active:
+        row.active, row.source, row.opted_out_at = True, source, now
+
+
+def opt_in(session: Session, phone: str, now: datetime) -> None:
+    row = session.get(SmsOptOut, phone)
+    if row is not None and row.active:
+        row.active, row.opted_in_at = False, now
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to answer the patient with: a template kind and its context, or nothing."""
+
+    kind: str | None
+    context: dict[str, Any]
+
+
+def receive(rt: Runtime, session: Session, form: dict[str, str], now: datetime) -> Reply:
+    """Handles one incoming SMS (Twilio's webhook form); safe to call again for the same one."""
+    sid, sender = form.get("MessageSid", ""), form.get("From", "")
+    if session.scalar(select(InboundMessage.id).where(InboundMessage.provider_id == sid)):
+        return Reply(None, {})  # Twilio retried a webhook we already handled
+    word = keyword(form.get("Body", ""))
+    what = intent(word, is_opted_out(session, sender))
+    appointment = match_appointment(rt, session, sender, form.get("To", ""), now)
+    patient = appointment.patient if appointment else _patient_by_phone(session, sender)
+    message = InboundMessage(
+        provider_id=sid,
+        from_number=sender,
+        to_number=form.get("To", ""),
+        body=form.get("Body", "")[:1600],
+        received_at=now,
+        patient_id=patient.id if patient else None,
+        appointment_id=appointment.id if appointment else None,
+        intent=what,
+        needs_staff=what in ("reschedule", "other"),
+        auto_replied=False,
+    )
+    reply_kind = _act(rt, session, message, appointment, now)
+    message.auto_replied = reply_kind is not None
+    session.add(message)
+    try:
+        session.commit()
+    except IntegrityError:  # the same webhook, twice at once: the other one answered
+        session.rollback()
+        return Reply(None, {})
+    return Reply(reply_kind, reply_context(rt, patient, appointment))
+
+
+def _act(
+    rt: Runtime,
+    session: Session,
+    message: InboundMessage,
+    appointment: Appointment | None,
+    now: datetime,
+) -> str | None:
+    """Applies the reply's effect and names the answer to send, if any."""
+    if message.intent == "stop":
+        opt_out(session, message.from_number, f"keyword:{keyword(message.body)}", now)
+        return "reply_stop"
+    if message.intent == "start":
+        opt_in(session, message.from_number, now)
+        return "reply_start"
+    if message.intent == "help":
+        return "reply_help"
+    if message.intent == "confirm" and appointment is not None:
+        appointment.confirmation, appointment.confirmation_at = "confirmed", now
+        return "reply_confirmed"
+    if message.intent == "reschedule" and appointment is not None:
+        appointment.confirmation, appointment.confirmation_at = "wants_reschedule", now
+        return "reply_reschedule"
+    message.needs_staff = True
+    return "reply_other" if _may_auto_reply(session, message.from_number, now) else None
+
+
+def _may_auto_reply(session: Session, phone: str, now: datetime) -> bool:
+    """A polite "we got your message" at most once a day, so a chat doesn't become a loop."""
+    recent = select(InboundMessage.id).where(
+        InboundMessage.from_number == phone,
+        InboundMessage.intent == "other",
+        InboundMessage.auto_replied.is_(True),
+        InboundMessage.received_at > now - AUTO_REPLY_EVERY,
+    )
+    return session.scalar(recent.limit(1)) is None
+
+
+def _patient_by_phone(session: Session, phone: str) -> Patient | None:
+    return session.scalars(select(Patient).where(Patient.phone == phone).limit(1)).first()
+
+
+def match_appointment(
+    rt: Runtime, session: Session, phone: str, our_number: str, now: datetime
+) -> Appointment | None:
+    """The upcoming appointment a reply is about: the one the latest asking reminder was for,
+    else the next one; a reply to a location's own number only matches that location's."""
+    upcoming = list(
+        session.scalars(
+            select(Appointment)
+            .join(Patient, Patient.id == Appointment.patient_id)
+            .where(
+                Patient.phone == phone, Appointment.status == "booked", Appointment.start_at > now
+            )
+            .order_by(Appointment.start_at)
+        )
+    )
+    at_location = [a for a in upcoming if _location_number(rt, a.location_id) == our_number]
+    candidates = at_location or upcoming
+    if not candidates:
+        return None
+    asked = session.scalar(
+        select(Notification.appointment_id)
+        .where(
+            Notification.appointment_id.in_([a.id for a in candidates]),
+            Notification.channel == "sms",
+            Notification.ask_confirm.is_(True),
+            Notification.sent_at.is_not(None),
+        )
+        .order_by(Notification.sent_at.desc())
+        .limit(1)
+    )
+    return next((a for a in candidates if a.id == asked), candidates[0])
+
+
+def _location_number(rt: Runtime, location_id: str) -> str | None:
+    location = rt.clinic.location(location_id)
+    return (location.sender if location else None) or rt.settings.twilio_from_number
+
+
+def reply_context(
+    rt: Runtime, patient: Patient | None, appointment: Appointment | None
+) -> dict[str, Any]:
+    location = rt.clinic.location(appointment.location_id) if appointment else None
+    location = location or rt.clinic.locations[0]
+    return {
+        "lang": patient.language if patient else "en",
+        "practice": {"name": rt.clinic.practice.name},
+        "location": {
+            "id": location.id,
+            "name": location.name,
+            "phone": location.display_phone,
+            "address": location.address,
+        },
+        "patient": {"first_name": patient.first_name if patient else ""},
+    }
+
+
+def delivery_receipt(session: Session, form: dict[str, str], now: datetime) -> Notification | None:
+    """Applies a status callback; returns the notification when it moved it to a final state.
+    Unknown messages and receipts that would move a state backwards change nothing."""
+    to = DELIVERY.get(form.get("MessageStatus", ""))
+    sid = form.get("MessageSid", "")
+    if to is None or not sid:
+        return None
+    notification = session.scalar(select(Notification).where(Notification.provider_id == sid))
+    if notification is None:
+        return None
+    code = form.get("ErrorCode") or None
+    reason = None if to == "delivered" else (reason_for(code) or "undeliverable")
+    detail = f"receipt: {to}" + (f" ({code})" if code else "")
+    moved = transition(
+        session, [notification.id], ["sent"], to, now, detail, error_code=code, reason=reason
+    )
+    if moved and reason:
+        after_sms_failure(session, notification, reason, now)
+    session.commit()
+    return notification if moved else None
+
+
+def after_sms_failure(
+    session: Session, sms: Notification, reason: str | None, now: datetime
+) -> None:
+    """A permanent SMS failure: record an opt-out the carrier told us of, or send by email."""
+    patient = sms.appointment.patient
+    if reason == "opted_out" and patient.phone:
+        opt_out(session, patient.phone, "twilio:21610", now)
+        return
+    if reason not in EMAIL_INSTEAD or not (patient.email and patient.consent_email):
+        return
+    twin = select(Notification.id).where(
+        Notification.appointment_id == sms.appointment_id,
+        Notification.kind == sms.kind,
+        Notification.channel == "email",
+        Notification.slot.in_([sms.slot, f"fallback:{sms.id}"]),
+        Notification.status != "cancelled",
+    )
+    if session.scalar(twin.limit(1)) is None:
+        fallback = Planned(
+            sms.kind, "email", f"fallback:{sms.id}", now, sms.expires_at, sms.ask_confirm
+        )
+        add(session, sms.appointment, [fallback], now)
