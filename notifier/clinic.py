@@ -146,5 +146,7 @@ def load_clinic(path: Path) -> Clinic:
     try:
         return Clinic.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_key_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [
+            f"{_key_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        ]
         raise ConfigError(f"clinic config {path}: " + "; ".join(problems)) from None

@@ -153,15 +153,14 @@ def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError)
     now = rt.clock()
     attempts = n.attempts + 1
     log.warning("notification %s: %s send failed (%s): %s", n.id, n.channel, exc.outcome, exc)
+    values: dict[str, Any] = {}
     if exc.outcome == "transient" and attempts < MAX_ATTEMPTS:
-        to, values = "scheduled", {"due_at": now + backoff(attempts)}
+        to, values["due_at"] = "scheduled", now + backoff(attempts)
     elif exc.outcome == "unknown":
-        to, values = "unknown", {}
+        to = "unknown"
     else:
-        to, values = (
-            "failed",
-            {"reason": exc.reason or ("gave_up" if exc.outcome == "transient" else "provider")},
-        )
+        to = "failed"
+        values["reason"] = exc.reason or ("gave_up" if exc.outcome == "transient" else "provider")
     transition(
         session,
         [n.id],
@@ -196,7 +195,7 @@ def compose(rt: Runtime, n: Notification, now: datetime) -> Message:
     )
     if n.channel == "sms":
         return Message(n.id, patient.phone or "", rendered.text, sender=location.sender)
-    attachments = ()
+    attachments: tuple[Attachment, ...] = ()
     if n.kind == "confirmation":
         attachments = (_calendar_file(rt, appointment, location, treatment, now),)
     return Message(

@@ -5,6 +5,7 @@ Used by `notifier demo` and by the scenario tests, so both exercise the real cla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,11 @@ from .dispatch import tick
 from .models import Notification
 from .runtime import Runtime
 from .send import deliver
+
+
+def _deliver_all(rt: Runtime, ids: Sequence[int]) -> None:
+    for notification_id in ids:
+        deliver(rt, notification_id, "simulated")
 
 
 @dataclass
@@ -37,5 +43,5 @@ def run_until(rt: Runtime, end: datetime) -> None:
         if due is None or due > end:
             break
         clock.now = max(clock.now, due)
-        tick(rt, lambda ids: [deliver(rt, i, "simulated") for i in ids], "simulated")
+        tick(rt, lambda ids: _deliver_all(rt, ids), "simulated")
     clock.now = max(clock.now, end)

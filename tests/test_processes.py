@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from sqlalchemy import text
+from twilio.request_validator import RequestValidator
 
 from notifier import db
+from notifier.settings import EXAMPLE_CLINIC
 from tests.conftest import REDIS_URL, TABLES
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink, wait_until
@@ -69,8 +71,14 @@ def stack(
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
     engine.dispose()
+    # The example clinic, but the second reminder comes 18 s after the first, not 46 hours.
+    clinic = tmp_path / "clinic.toml"
+    clinic.write_text(
+        EXAMPLE_CLINIC.read_text().replace("hours_before = 2\n", "hours_before = 47.995\n")
+    )
     env = {
         **os.environ,
+        "NOTIFIER_CONFIG": str(clinic),
         "NOTIFIER_DATABASE_URL": postgres_url,
         "NOTIFIER_BROKER_URL": REDIS_URL,
         "NOTIFIER_QUEUE": f"notifier-test-{uuid.uuid4().hex[:8]}",
@@ -183,3 +191,83 @@ def _daytime_zone(now: datetime) -> str:
         if 10 <= now.astimezone(ZoneInfo(name)).hour < 19:
             return name
     return "Asia/Dubai"
+
+
+def signed_reply(stack: Stack, body: str) -> httpx.Response:
+    form = {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "From": "+17185550134",
+        "To": "+15165550100",
+        "Body": body,
+    }
+    public = stack.env["NOTIFIER_PUBLIC_URL"] + "/twilio/inbound"
+    signature = RequestValidator(stack.env["TWILIO_AUTH_TOKEN"]).compute_signature(public, form)
+    return httpx.post(
+        f"{stack.url}/twilio/inbound", data=form, headers={"X-Twilio-Signature": signature}
+    )
+
+
+def test_a_patient_confirms_by_sms_and_then_opts_out(
+    stack: Stack, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    # The stack's clinic sends a second reminder 18 s after the 48 h one (see the fixture).
+    start = now + timedelta(hours=48, seconds=5)
+    booking = event("booked", start, occurred_at=now)
+    booking["patient"]["time_zone"] = _daytime_zone(now)
+    assert stack.post(booking).status_code == 202
+    asked = lambda: [m for m in fake_twilio.messages if "Reply C" in m["body"]]  # noqa: E731
+    assert wait_until(lambda: bool(asked()), timeout=20), _logs(tmp_path)
+    answer = signed_reply(stack, "c")
+    assert answer.status_code == 200 and "Thank you" in answer.text
+    appointment = httpx.get(f"{stack.url}/v1/appointments/apt-1", headers=AUTH).json()
+    assert appointment["confirmation"] == "confirmed"
+    assert signed_reply(stack, "STOP").status_code == 200
+
+    def second_reminder() -> dict | None:
+        rows = httpx.get(f"{stack.url}/v1/appointments/apt-1", headers=AUTH).json()["notifications"]
+        done = [
+            n
+            for n in rows
+            if n["kind"] == "reminder" and n["slot"] != "48h" and n["status"] != "scheduled"
+        ]
+        return done[0] if done else None
+
+    assert wait_until(lambda: second_reminder() is not None, timeout=40), _logs(tmp_path)
+    assert (second_reminder()["status"], second_reminder()["reason"]) == ("suppressed", "opted_out")
+
+
+def test_serve_runs_everything_in_one_process_with_no_servers(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFIER_", "TWILIO_"))}
+    env["NOTIFIER_API_KEYS"] = "dev-key"
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [*NOTIFIER, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=20), _logs(tmp_path)
+        now = datetime.now(UTC)
+        booking = event("booked", now + timedelta(days=3), occurred_at=now)
+        booking["patient"]["time_zone"] = _daytime_zone(now)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/events",
+            json=booking,
+            headers={"Authorization": "Bearer dev-key"},
+        )
+        assert answer.status_code == 202, answer.text
+        outbox = tmp_path / "outbox.txt"
+
+        def both_sent() -> bool:
+            text = outbox.read_text() if outbox.exists() else ""
+            return "email to ana@example.org" in text and "sms to +17185550134" in text
+
+        assert wait_until(both_sent, timeout=10), _logs(tmp_path)
+        assert (tmp_path / "notifier.db").exists()
+    finally:
+        serve.terminate()
+        serve.wait(timeout=10)

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import Message, SendError
+from . import Message, Outcome, SendError
 
 
 class SMTPEmail:
@@ -77,5 +77,5 @@ def build(message: Message, mail_from: str) -> EmailMessage:
 
 def _by_code(code: int, text: bytes | str) -> SendError:
     detail = text.decode(errors="replace") if isinstance(text, bytes) else text
-    outcome = "permanent" if 500 <= code < 600 else "transient"
+    outcome: Outcome = "permanent" if 500 <= code < 600 else "transient"
     return SendError(outcome, f"SMTP {code}: {detail}", str(code))
