@@ -11,6 +11,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from . import logs
 from .clinic import ConfigError
 from .runtime import Runtime
 from .settings import Settings
@@ -21,10 +22,7 @@ log = logging.getLogger("notifier")
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     quiet = args.run in (demo, remind_now, apikey, db_upgrade)
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(logging.WARNING if quiet else logging.INFO)
     try:
         return int(args.run(args) or 0)
     except ConfigError as exc:

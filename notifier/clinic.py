@@ -45,6 +45,8 @@ class Policy(_Strict):
     )
     # Rebook nudges go by the first channel the patient has consented to.
     rebook_channels: tuple[Channel, ...] = ("sms", "email")
+    # What carriers let one sender number send: a long code 1, toll-free 3, a short code 100.
+    sms_per_second: float = Field(default=1.0, gt=0)
 
 
 class Location(_Strict):
@@ -54,6 +56,7 @@ class Location(_Strict):
     address: str
     time_zone: str
     sender: str | None = None
+    sms_per_second: float | None = Field(default=None, gt=0)
 
     @field_validator("time_zone")
     @classmethod
@@ -126,6 +129,13 @@ class Clinic(_Strict):
 
     def treatment(self, treatment_id: str) -> Treatment | None:
         return next((t for t in self.treatments if t.id == treatment_id), None)
+
+    def sms_per_second(self, sender: str) -> float:
+        """The send rate allowed for one sender number (or messaging service)."""
+        for loc in self.locations:
+            if loc.sender == sender and loc.sms_per_second:
+                return loc.sms_per_second
+        return self.policy.sms_per_second
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -32,6 +33,9 @@ class Recorder:
     def send(self, message: Message) -> str:
         self.sent.append((self.clock(), self.channel, message))
         return f"demo-{self.channel}-{len(self.sent)}"
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        return None
 
 
 @dataclass(frozen=True)

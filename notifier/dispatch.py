@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .models import Notification
+from .reconcile import reconcile
 from .runtime import Runtime
 from .schedule import transition
 from .send import deliver
@@ -26,14 +27,18 @@ log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 500
 IDS_PER_TASK = 20
-# A claimed row not picked up by a worker in this time goes back to the schedule.
-QUEUED_LEASE = timedelta(minutes=5)
 TICK_SECONDS = 1.0
 
 Enqueue = Callable[[Sequence[int]], None]
 
 
-def claim_due(session: Session, now: datetime, owner: str, limit: int = CLAIM_BATCH) -> list[int]:
+def claim_due(
+    session: Session,
+    now: datetime,
+    owner: str,
+    limit: int = CLAIM_BATCH,
+    lease: timedelta = timedelta(minutes=5),
+) -> list[int]:
     """Moves up to `limit` due rows from scheduled to queued and returns their ids."""
     due = (
         select(Notification.id)
@@ -51,7 +56,7 @@ def claim_due(session: Session, now: datetime, owner: str, limit: int = CLAIM_BA
         "queued",
         now,
         lease_owner=owner,
-        lease_until=now + QUEUED_LEASE,
+        lease_until=now + lease,
     )
     session.commit()
     return ids
@@ -59,13 +64,21 @@ def claim_due(session: Session, now: datetime, owner: str, limit: int = CLAIM_BA
 
 def reap(session: Session, now: datetime) -> None:
     """Returns abandoned claims: a queued row whose task never ran is scheduled again; a row
-    left `sending` by a crashed worker may have reached the provider, so it becomes `unknown`."""
-    for status, to in (("queued", "scheduled"), ("sending", "unknown")):
+    left `sending` by a crashed worker may have reached the provider, so it becomes `unknown`,
+    to be reconciled at once: its lease outlasted any answer the provider could still give."""
+    for status, to, until in (("queued", "scheduled", None), ("sending", "unknown", now)):
         expired = select(Notification.id).where(
             Notification.status == status, Notification.lease_until < now
         )
         moved = transition(
-            session, expired, [status], to, now, "lease expired", lease_owner=None, lease_until=None
+            session,
+            expired,
+            [status],
+            to,
+            now,
+            "lease expired",
+            lease_owner=None,
+            lease_until=until,
         )
         if moved:
             log.warning("%d %s notifications had an expired lease: now %s", len(moved), status, to)
@@ -77,7 +90,9 @@ def tick(rt: Runtime, enqueue: Enqueue, owner: str) -> int:
     total = 0
     with rt.sessions() as session:
         reap(session, rt.clock())
-        while ids := claim_due(session, rt.clock(), owner):
+        reconcile(rt, session, rt.clock())
+        lease = timedelta(seconds=rt.settings.queue_lease_seconds)
+        while ids := claim_due(session, rt.clock(), owner, lease=lease):
             for start in range(0, len(ids), IDS_PER_TASK):
                 enqueue(ids[start : start + IDS_PER_TASK])
             total += len(ids)

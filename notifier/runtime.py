@@ -16,6 +16,7 @@ from .channels.email import SMTPEmail
 from .channels.outbox import Outbox
 from .channels.sms import TwilioSMS
 from .clinic import Clinic, load_clinic
+from .ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from .render import Renderer
 from .settings import Settings
 
@@ -51,7 +52,7 @@ class Runtime:
             engine=engine,
             sessions=db.make_sessionmaker(engine),
             renderer=Renderer(settings.templates_dir),
-            sms=sms_channel(settings),
+            sms=sms_channel(settings, clinic),
             email=email_channel(settings),
             clock=clock,
         )
@@ -63,7 +64,7 @@ class Runtime:
             db.sync_clinic(session, self.clinic)
 
 
-def sms_channel(settings: Settings) -> Channel:
+def sms_channel(settings: Settings, clinic: Clinic) -> Channel:
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         return Outbox(settings.outbox_path, "sms")
     if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
@@ -75,7 +76,17 @@ def sms_channel(settings: Settings) -> Channel:
         messaging_service_sid=settings.twilio_messaging_service_sid,
         status_callback=f"{settings.public_url}/twilio/status",
         base_url=settings.twilio_api_base_url,
+        timeout=settings.provider_timeout,
+        limiter=rate_limiter(settings),
+        per_second=clinic.sms_per_second,
     )
+
+
+def rate_limiter(settings: Settings) -> RateLimiter:
+    # Shared through Redis when the broker is Redis, so that all workers count together.
+    if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
+        return RedisRateLimiter(settings.broker_url)
+    return LocalRateLimiter()
 
 
 def email_channel(settings: Settings) -> Channel:
@@ -83,4 +94,4 @@ def email_channel(settings: Settings) -> Channel:
         return Outbox(settings.outbox_path, "email")
     if not settings.mail_from:
         raise ValueError("set NOTIFIER_MAIL_FROM to send email")
-    return SMTPEmail(settings.smtp_url, settings.mail_from)
+    return SMTPEmail(settings.smtp_url, settings.mail_from, timeout=settings.provider_timeout)

@@ -27,8 +27,6 @@ from .track import after_sms_failure, is_opted_out
 
 log = logging.getLogger(__name__)
 
-# Long enough for one provider call with its timeout; a row held longer is presumed crashed.
-SENDING_LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 8
 # Which appointment states each kind still makes sense in.
 ACTIVE_FOR = {
@@ -66,7 +64,7 @@ def deliver(rt: Runtime, notification_id: int, worker: str = "worker") -> str:
             "sending",
             now,
             lease_owner=worker,
-            lease_until=now + SENDING_LEASE,
+            lease_until=now + timedelta(seconds=rt.settings.sending_lease_seconds),
             attempts=notification.attempts + 1,
             body=message.text,
         )
@@ -155,9 +153,11 @@ def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError)
     log.warning("notification %s: %s send failed (%s): %s", n.id, n.channel, exc.outcome, exc)
     values: dict[str, Any] = {}
     if exc.outcome == "transient" and attempts < MAX_ATTEMPTS:
-        to, values["due_at"] = "scheduled", now + backoff(attempts)
+        to, values["due_at"] = "scheduled", now + backoff(attempts, rt.settings.retry_base_seconds)
     elif exc.outcome == "unknown":
+        # Reconciled only once the provider has surely finished with the request.
         to = "unknown"
+        values["lease_until"] = now + timedelta(seconds=rt.settings.sending_lease_seconds)
     else:
         to = "failed"
         values["reason"] = exc.reason or ("gave_up" if exc.outcome == "transient" else "provider")
@@ -169,9 +169,7 @@ def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError)
         now,
         str(exc)[:300],
         error_code=exc.code,
-        lease_owner=None,
-        lease_until=None,
-        **values,
+        **({"lease_owner": None, "lease_until": None} | values),
     )
     if to == "failed" and n.channel == "sms" and exc.outcome == "permanent":
         after_sms_failure(session, n, exc.reason, now)
@@ -179,9 +177,9 @@ def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError)
     return to
 
 
-def backoff(attempts: int) -> timedelta:
+def backoff(attempts: int, first: float = 30.0) -> timedelta:
     """30 s, 1 min, 2 min, … capped at an hour, with jitter so retries don't stampede."""
-    base = min(30 * 2 ** (attempts - 1), 3600)
+    base = min(first * 2 ** (attempts - 1), 3600)
     return timedelta(seconds=base * random.uniform(0.75, 1.25))
 
 

@@ -29,6 +29,16 @@ class Settings:
     outbox_path: Path = Path("outbox.txt")
     templates_dir: Path = TEMPLATES_DIR
     ephemeral_secret: bool = False
+    # Every provider call gives up after this; a send held longer than twice it is presumed lost.
+    provider_timeout: float = 10.0
+    # First step of the exponential backoff after a transient provider error.
+    retry_base_seconds: float = 30.0
+    # A claimed row whose task never ran (broker restarted, say) is claimed again after this.
+    queue_lease_seconds: float = 300.0
+
+    @property
+    def sending_lease_seconds(self) -> float:
+        return 2 * self.provider_timeout + 10
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -54,4 +64,9 @@ class Settings:
             mail_from=get("NOTIFIER_MAIL_FROM"),
             outbox_path=Path(get("NOTIFIER_OUTBOX") or cls.outbox_path),
             templates_dir=Path(get("NOTIFIER_TEMPLATES") or TEMPLATES_DIR),
+            provider_timeout=float(get("NOTIFIER_PROVIDER_TIMEOUT") or cls.provider_timeout),
+            retry_base_seconds=float(get("NOTIFIER_RETRY_BASE_SECONDS") or cls.retry_base_seconds),
+            queue_lease_seconds=float(
+                get("NOTIFIER_QUEUE_LEASE_SECONDS") or cls.queue_lease_seconds
+            ),
         )

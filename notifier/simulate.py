@@ -41,7 +41,10 @@ def run_until(rt: Runtime, end: datetime) -> None:
                 select(func.min(Notification.due_at)).where(Notification.status == "scheduled")
             )
         if due is None or due > end:
-            break
+            clock.now = max(clock.now, end)
+            # A last beat at `end` reaps and reconciles; stop once it has nothing to send.
+            if not tick(rt, lambda ids: _deliver_all(rt, ids), "simulated"):
+                return
+            continue
         clock.now = max(clock.now, due)
         tick(rt, lambda ids: _deliver_all(rt, ids), "simulated")
-    clock.now = max(clock.now, end)

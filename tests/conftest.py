@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from notifier import db
 from notifier.runtime import Runtime
-from notifier.settings import Settings
+from notifier.settings import EXAMPLE_CLINIC, Settings
 from notifier.simulate import SimulatedClock
 from tests.fakes import FakeTwilio, SMTPSink
 
@@ -92,9 +93,26 @@ def smtp(smtp_server: SMTPSink) -> SMTPSink:
     return smtp_server
 
 
-def provider_settings(database_url: str, twilio: FakeTwilio, smtp: SMTPSink) -> Settings:
+def unthrottled_clinic(directory: Path) -> Path:
+    """The example clinic with a sender rate no test has to wait for (the default is 1 a second)."""
+    path = directory / "clinic.toml"
+    path.write_text(
+        EXAMPLE_CLINIC.read_text().replace("[policy]\n", "[policy]\nsms_per_second = 1000\n", 1)
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def clinic_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return unthrottled_clinic(tmp_path_factory.mktemp("clinic"))
+
+
+def provider_settings(
+    database_url: str, twilio: FakeTwilio, smtp: SMTPSink, clinic: Path
+) -> Settings:
     return Settings(
         database_url=database_url,
+        config_path=clinic,
         public_url="https://reminders.clinic.example",
         api_keys=("test-key",),
         secret_key="test-secret",
@@ -114,10 +132,15 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def rt(
-    database_url: str, fake_twilio: FakeTwilio, smtp: SMTPSink, clock: SimulatedClock
+    database_url: str,
+    fake_twilio: FakeTwilio,
+    smtp: SMTPSink,
+    clock: SimulatedClock,
+    clinic_path: Path,
 ) -> Iterator[Runtime]:
     """The real send path (twilio SDK, smtplib) on simulated time, against loopback servers."""
-    runtime = Runtime.build(provider_settings(database_url, fake_twilio, smtp), clock=clock)
+    settings = provider_settings(database_url, fake_twilio, smtp, clinic_path)
+    runtime = Runtime.build(settings, clock=clock)
     runtime.prepare_database()
     yield runtime
     runtime.engine.dispose()

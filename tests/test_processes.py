@@ -5,6 +5,7 @@ to the fake Twilio server and over SMTP to the loopback server."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
 from notifier import db
-from notifier.settings import EXAMPLE_CLINIC
-from tests.conftest import REDIS_URL, TABLES
+from tests.conftest import REDIS_URL, TABLES, unthrottled_clinic
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink, wait_until
 
@@ -63,20 +64,18 @@ class Stack:
         return httpx.post(f"{self.url}/v1/events", json=payload, headers=AUTH, timeout=10)
 
 
-@pytest.fixture
-def stack(
+def stack_env(
     postgres_url: str, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
-) -> Iterator[Stack]:
+) -> dict[str, str]:
+    """The environment of every process of a stack, on an emptied database."""
     engine = db.make_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
     engine.dispose()
     # The example clinic, but the second reminder comes 18 s after the first, not 46 hours.
-    clinic = tmp_path / "clinic.toml"
-    clinic.write_text(
-        EXAMPLE_CLINIC.read_text().replace("hours_before = 2\n", "hours_before = 47.995\n")
-    )
-    env = {
+    clinic = unthrottled_clinic(tmp_path)
+    clinic.write_text(clinic.read_text().replace("hours_before = 2\n", "hours_before = 47.995\n"))
+    return {
         **os.environ,
         "NOTIFIER_CONFIG": str(clinic),
         "NOTIFIER_DATABASE_URL": postgres_url,
@@ -92,14 +91,28 @@ def stack(
         "NOTIFIER_SMTP_URL": smtp.url,
         "NOTIFIER_MAIL_FROM": "North Shore Skin & Neurology <reminders@northshore.example>",
     }
-    running = Stack(env, tmp_path)
+
+
+def launch(env: dict[str, str], logs: Path, *, schedulers: int = 2, workers: int = 1) -> Stack:
+    running = Stack(env, logs)
     subprocess.run([*NOTIFIER, "db", "upgrade"], env=env, check=True, capture_output=True)
     running.start("web", "--port", str(running.port))
-    running.start("scheduler")
-    running.start("scheduler")
-    running.start("worker", "--concurrency", "2")
+    for _ in range(schedulers):
+        running.start("scheduler")
+    for _ in range(workers):
+        running.start("worker", "--concurrency", "2")
+    if not wait_until(lambda: _healthy(running.url), timeout=20):
+        running.stop()
+        pytest.fail(_logs(logs))
+    return running
+
+
+@pytest.fixture
+def stack(
+    postgres_url: str, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> Iterator[Stack]:
+    running = launch(stack_env(postgres_url, fake_twilio, smtp, tmp_path), tmp_path)
     try:
-        assert wait_until(lambda: _healthy(running.url), timeout=20), _logs(tmp_path)
         yield running
     finally:
         running.stop()
@@ -271,3 +284,98 @@ def test_serve_runs_everything_in_one_process_with_no_servers(tmp_path: Path) ->
     finally:
         serve.terminate()
         serve.wait(timeout=10)
+
+
+def book_many(stack: Stack, count: int, first: int = 0) -> None:
+    now = datetime.now(UTC)
+    for n in range(first, first + count):
+        payload = event(
+            "booked",
+            now + timedelta(days=3),
+            occurred_at=now,
+            appointment_id=f"apt-{n}",
+            patient_id=f"pat-{n}",
+            phone=f"+1 718 555 01{n:02d}",
+            email=None,
+            consent={"sms": True, "email": False, "marketing": False},
+        )
+        payload["patient"]["time_zone"] = _daytime_zone(now)
+        assert stack.post(payload).status_code == 202
+
+
+def test_the_sender_rate_limit_holds_across_two_worker_processes(
+    postgres_url: str, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> None:
+    env = stack_env(postgres_url, fake_twilio, smtp, tmp_path)
+    clinic = Path(env["NOTIFIER_CONFIG"])
+    clinic.write_text(clinic.read_text().replace("sms_per_second = 1000", "sms_per_second = 5"))
+    running = launch(env, tmp_path, schedulers=1, workers=2)
+    try:
+        book_many(running, 20)
+        assert wait_until(lambda: len(fake_twilio.messages) == 20, timeout=30), _logs(tmp_path)
+    finally:
+        running.stop()
+    times = sorted(m["received_at"] for m in fake_twilio.messages)
+    # Never more than 5 in any second (a little slack for the trip over loopback).
+    assert all(later - first >= 0.95 for first, later in zip(times, times[5:], strict=False))
+    assert times[-1] - times[0] >= (20 - 1) / 5 - 0.1
+
+
+def test_no_patient_data_in_the_broker_or_the_logs(
+    postgres_url: str, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> None:
+    env = stack_env(postgres_url, fake_twilio, smtp, tmp_path)
+    running = launch(env, tmp_path, schedulers=1, workers=0)  # tasks wait in Redis
+    broker = redis.Redis.from_url(REDIS_URL)
+    queue = env["NOTIFIER_QUEUE"]
+    try:
+        book_many(running, 5)
+        fake_twilio.fail_next(
+            status=400, code=21211, message="The 'To' number +17185550101 is not valid"
+        )
+        assert wait_until(lambda: broker.llen(queue) > 0, timeout=10), _logs(tmp_path)
+        stored = b" ".join(broker.lrange(queue, 0, -1))
+        running.start("worker", "--concurrency", "2")
+        assert wait_until(lambda: len(fake_twilio.requests) >= 5, timeout=20), _logs(tmp_path)
+        wait_until(lambda: False, timeout=1)
+    finally:
+        running.stop()
+    everything = stored + b" ".join(broker.keys("*")) + _logs(tmp_path).encode()
+    for secret in (b"7185550101", b"718 555 01", b"Ana", b"Ruiz", b"example.org"):
+        assert secret not in everything, secret
+
+
+def test_a_broker_restart_with_tasks_queued_loses_nothing(
+    postgres_url: str, fake_twilio: FakeTwilio, smtp: SMTPSink, tmp_path: Path
+) -> None:
+    port = free_port()
+    own_redis = [
+        shutil.which("redis-server") or "redis-server",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    server = subprocess.Popen(own_redis, stdout=subprocess.DEVNULL)
+    env = stack_env(postgres_url, fake_twilio, smtp, tmp_path)
+    env["NOTIFIER_BROKER_URL"] = f"redis://127.0.0.1:{port}/0"
+    env["NOTIFIER_QUEUE_LEASE_SECONDS"] = "3"
+    running = launch(env, tmp_path, schedulers=1, workers=0)
+    try:
+        book_many(running, 10)
+        queued = redis.Redis(port=port)
+        assert wait_until(lambda: queued.llen(env["NOTIFIER_QUEUE"]) > 0, timeout=10)
+        server.kill()  # it keeps nothing on disk: the queued tasks are gone
+        server.wait()
+        server = subprocess.Popen(own_redis, stdout=subprocess.DEVNULL)
+        running.start("worker", "--concurrency", "2")
+        assert wait_until(lambda: len(fake_twilio.messages) >= 10, timeout=30), _logs(tmp_path)
+        wait_until(lambda: False, timeout=1.5)
+    finally:
+        running.stop()
+        server.kill()
+    assert sorted(m["to"] for m in fake_twilio.messages) == [
+        f"+1718555{n + 100:04d}" for n in range(10)
+    ]

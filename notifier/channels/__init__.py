@@ -5,6 +5,7 @@ Callers branch only on `SendError.outcome`; nothing about a provider leaks above
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -45,3 +46,8 @@ class Message:
 
 class Channel(Protocol):
     def send(self, message: Message) -> str: ...
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        """The provider's id for `message` if the provider took it (ids in `known` belong to
+        other notifications); None if it did not. SendError if it cannot tell."""
+        ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Collection
 from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -45,6 +46,11 @@ class SMTPEmail:
             # from the notification, so a mail store that de-duplicates on it keeps one copy.
             raise SendError("unknown", f"SMTP connection lost mid-send: {exc}") from exc
         return str(mail["Message-ID"]).strip("<>")
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        # SMTP cannot be asked what it took. Sending again is the lesser harm: the copy carries
+        # the same Message-ID, which mail stores that de-duplicate recognise.
+        return None
 
     def _connect(self) -> smtplib.SMTP:
         if self.ssl:

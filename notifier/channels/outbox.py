@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,3 +31,6 @@ class Outbox:
         with self._lock, self.path.open("a", encoding="utf-8") as out:
             out.write("\n".join(lines) + "\n")
         return provider_id
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        return None  # appending to a local file never leaves an outcome in doubt

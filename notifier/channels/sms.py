@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from ..ratelimit import LocalRateLimiter, RateLimiter
 from . import Message, SendError
 
 # Twilio errors that no retry will fix, and what each means for the patient's number.
@@ -38,6 +41,8 @@ class TwilioSMS:
         status_callback: str,
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
+        limiter: RateLimiter | None = None,
+        per_second: Callable[[str], float] = lambda sender: 1.0,
     ) -> None:
         self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
         self.client.api.base_url = base_url.rstrip("/")
@@ -47,12 +52,16 @@ class TwilioSMS:
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = status_callback
+        self.limiter = limiter or LocalRateLimiter()
+        self.per_second = per_second
 
     def send(self, message: Message) -> str:
         sender = message.sender or self.from_number
         route = (
             {"from_": sender} if sender else {"messaging_service_sid": self.messaging_service_sid}
         )
+        throttle_key = sender or self.messaging_service_sid or "default"
+        self.limiter.wait(throttle_key, self.per_second(throttle_key))
         try:
             created = self.client.messages.create(
                 to=message.to,
@@ -69,6 +78,19 @@ class TwilioSMS:
         except requests.ConnectionError as exc:
             raise _connection_error(exc) from exc
         return str(created.sid)
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        # Twilio has no idempotency key; its list of what this number was sent is the record.
+        # Newest first, and a patient gets few texts: the last 100 reach back far enough. No
+        # date filter: our clock and Twilio's need not agree.
+        try:
+            listed = self.client.messages.list(to=message.to, limit=100)
+        except (TwilioException, requests.RequestException) as exc:
+            raise SendError("transient", f"could not list Twilio messages: {exc}") from exc
+        for item in listed:
+            if item.body == message.text and item.sid not in known:
+                return str(item.sid)
+        return None
 
 
 def classify(exc: TwilioRestException) -> SendError:

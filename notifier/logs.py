@@ -1,0 +1,34 @@
+"""Logging for every process: no phone number or email address reaches a log in full."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+PHONE = re.compile(r"\+\d{7,15}")
+EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def mask(text: str) -> str:
+    """+17185550134 → +1718•••0134, ana@example.org → a•••@example.org."""
+    text = PHONE.sub(lambda m: m.group()[:5] + "•••" + m.group()[-4:], text)
+    return EMAIL.sub(r"\1•••@\2", text)
+
+
+class MaskingFilter(logging.Filter):
+    """Masks the formatted message of every record, whoever logged it (a library's error
+    message may quote the number it refused)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        masked = mask(record.getMessage())
+        if masked != record.getMessage():
+            record.msg, record.args = masked, None
+        return True
+
+
+def configure(level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())
+    # The twilio SDK logs each request's parameters (number and text) at INFO.
+    logging.getLogger("twilio").setLevel(logging.WARNING)

@@ -1,0 +1,68 @@
+"""Settles `unknown` notifications: did the provider take it or not? Ask, never guess.
+
+A send whose answer never came (a timeout, a worker killed mid-call) is looked up at the
+provider. Found: it was sent, and we keep its id. Not found: it goes back to the schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .channels import Message, SendError
+from .models import Notification, Patient
+from .runtime import Runtime
+from .schedule import transition
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+RETRY_LOOKUP = timedelta(seconds=30)
+
+
+def reconcile(rt: Runtime, session: Session, now: datetime) -> int:
+    """Looks up the unknown rows whose lease has passed; returns how many it settled."""
+    ready = session.scalars(
+        select(Notification)
+        .where(Notification.status == "unknown", Notification.lease_until <= now)
+        .order_by(Notification.lease_until)
+        .limit(BATCH)
+    ).all()
+    return sum(_settle(rt, session, n, now) for n in ready)
+
+
+def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bool:
+    patient = n.appointment.patient
+    to = patient.phone if n.channel == "sms" else patient.email
+    message = Message(n.id, to or "", n.body or "")
+    channel = rt.sms if n.channel == "sms" else rt.email
+    try:
+        provider_id = channel.find(message, _known_ids(session, patient))
+    except SendError as exc:
+        log.warning("notification %s: cannot reconcile yet: %s", n.id, exc)
+        n.lease_until = now + RETRY_LOOKUP
+        session.commit()
+        return False
+    if provider_id:
+        moved = transition(
+            session, [n.id], ["unknown"], "sent", now, "reconciled: found at the provider",
+            provider_id=provider_id, sent_at=now, lease_until=None,
+        )  # fmt: skip
+    else:
+        moved = transition(
+            session, [n.id], ["unknown"], "scheduled", now, "reconciled: not at the provider",
+            due_at=now, lease_until=None,
+        )  # fmt: skip
+    session.commit()
+    return bool(moved)
+
+
+def _known_ids(session: Session, patient: Patient) -> set[str]:
+    """Provider ids already matched to this patient's other notifications."""
+    query = select(Notification.provider_id).where(
+        Notification.patient_id == patient.id, Notification.provider_id.is_not(None)
+    )
+    return {pid for pid in session.scalars(query) if pid}

@@ -1,0 +1,272 @@
+"""Exactly once under faults, in one process: each provider error class, timeouts, dropped
+connections and a worker dying between the provider's acceptance and the commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Collection
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from notifier.channels import Channel, Message
+from notifier.dispatch import tick
+from notifier.ingest import apply_event
+from notifier.logs import mask
+from notifier.models import Notification
+from notifier.runtime import Runtime
+from notifier.send import MAX_ATTEMPTS, backoff
+from notifier.simulate import SimulatedClock, run_until
+from tests.conftest import new_york
+from tests.events import event
+from tests.fakes import FakeTwilio, SMTPSink
+
+VISIT = new_york(2026, 12, 3, 10, 0)
+SMS_ONLY = {"sms": True, "email": False, "marketing": False}
+EMAIL_ONLY = {"sms": False, "email": True, "marketing": False}
+
+
+def book(rt: Runtime, consent: dict[str, bool] = SMS_ONLY) -> None:
+    with rt.sessions() as session:
+        payload = event("booked", VISIT, occurred_at=rt.clock(), consent=consent)
+        apply_event(session, rt.clinic, payload, rt.clock())
+
+
+def confirmation(rt: Runtime) -> Notification:
+    with rt.sessions() as session:
+        query = select(Notification).where(Notification.kind == "confirmation")
+        row = session.scalars(query).one()
+        session.expunge(row)
+        return row
+
+
+def history(rt: Runtime, notification_id: int) -> list[str]:
+    with rt.sessions() as session:
+        return [e.status for e in session.get_one(Notification, notification_id).history]
+
+
+def send_due(rt: Runtime) -> None:
+    run_until(rt, rt.clock())
+
+
+@pytest.mark.parametrize(
+    "code, reason",
+    [(21211, "invalid_number"), (21614, "not_mobile"), (21610, "opted_out"), (30006, "not_mobile")],
+)
+def test_permanent_twilio_errors_fail_at_once_with_the_code(
+    rt: Runtime, fake_twilio: FakeTwilio, code: int, reason: str
+) -> None:
+    book(rt)
+    fake_twilio.fail_next(status=400, code=code, message="permanent")
+    send_due(rt)
+    row = confirmation(rt)
+    assert (row.status, row.error_code, row.reason, row.attempts) == (
+        "failed",
+        str(code),
+        reason,
+        1,
+    )
+    assert fake_twilio.messages == []
+
+
+@pytest.mark.parametrize("status, code", [(500, 20500), (503, 20503), (429, 20429)])
+def test_transient_twilio_errors_back_off_and_then_send(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio, status: int, code: int
+) -> None:
+    book(rt)
+    fake_twilio.fail_next(status=status, code=code, message="try later")
+    send_due(rt)
+    row = confirmation(rt)
+    assert row.status == "scheduled" and row.error_code == str(code)
+    assert timedelta(seconds=20) <= row.due_at - clock() <= timedelta(seconds=40)
+    run_until(rt, clock() + timedelta(minutes=1))
+    assert confirmation(rt).status == "sent"
+    assert len(fake_twilio.messages) == 1
+    assert history(rt, row.id) == [
+        "scheduled",
+        "queued",
+        "sending",
+        "scheduled",
+        "queued",
+        "sending",
+        "sent",
+    ]
+
+
+def test_transient_errors_give_up_after_the_limit(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    book(rt)
+    fake_twilio.fail_next(status=503, code=20503, message="down", times=MAX_ATTEMPTS)
+    run_until(rt, clock() + timedelta(days=1))
+    row = confirmation(rt)
+    assert (row.status, row.reason, row.attempts) == ("failed", "gave_up", MAX_ATTEMPTS)
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    steps = [backoff(n).total_seconds() for n in (1, 2, 3, 12)]
+    assert 22 <= steps[0] <= 38 and 45 <= steps[1] <= 75 and 90 <= steps[2] <= 150
+    assert steps[3] <= 3600 * 1.25
+
+
+def with_settings(rt: Runtime, **changes: object) -> Runtime:
+    """The same runtime with other provider settings (a short timeout, say), channels rebuilt."""
+    from notifier.runtime import sms_channel
+
+    settings = dataclasses.replace(rt.settings, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(rt, settings=settings, sms=sms_channel(settings, rt.clinic))
+
+
+def test_connection_refused_is_transient(rt: Runtime) -> None:
+    refused = with_settings(rt, twilio_api_base_url="http://127.0.0.1:9")
+    book(refused)
+    send_due(refused)
+    assert confirmation(rt).status == "scheduled"
+
+
+def test_a_timeout_is_unknown_then_reconciled_as_sent_without_a_resend(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    quick = with_settings(rt, provider_timeout=0.3)
+    book(quick)
+    fake_twilio.hang_next(0.8)
+    send_due(quick)
+    row = confirmation(rt)
+    assert row.status == "unknown"
+    time.sleep(0.8)  # the provider finishes the request after the client gave up
+    run_until(quick, clock() + timedelta(seconds=quick.settings.sending_lease_seconds + 1))
+    row = confirmation(rt)
+    assert (row.status, row.provider_id) == ("sent", fake_twilio.messages[0]["sid"])
+    assert len(fake_twilio.messages) == 1
+    assert history(rt, row.id)[-2:] == ["unknown", "sent"]
+
+
+def test_a_dropped_answer_is_unknown_then_reconciled_as_sent(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    book(rt)
+    fake_twilio.drop_next()
+    send_due(rt)
+    assert confirmation(rt).status == "unknown"
+    run_until(rt, clock() + timedelta(seconds=rt.settings.sending_lease_seconds + 1))
+    row = confirmation(rt)
+    assert (row.status, row.provider_id) == ("sent", fake_twilio.messages[0]["sid"])
+    assert len(fake_twilio.messages) == 1
+
+
+class DiesAfter:
+    """A channel whose worker is killed right after (or right before) the provider call."""
+
+    def __init__(self, channel: Channel, reach_provider: bool) -> None:
+        self.channel = channel
+        self.reach_provider = reach_provider
+
+    def send(self, message: Message) -> str:
+        if self.reach_provider:
+            self.channel.send(message)
+        raise KeyboardInterrupt("worker killed")  # nothing after this line runs, like SIGKILL
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        return self.channel.find(message, known)
+
+
+@pytest.mark.parametrize("reached", [True, False])
+def test_a_worker_killed_mid_send_leaves_exactly_one_message(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio, reached: bool
+) -> None:
+    book(rt)
+    dying = dataclasses.replace(rt, sms=DiesAfter(rt.sms, reach_provider=reached))
+    with pytest.raises(KeyboardInterrupt):
+        send_due(dying)
+    assert confirmation(rt).status == "sending"
+    run_until(rt, clock() + timedelta(seconds=rt.settings.sending_lease_seconds + 1))
+    row = confirmation(rt)
+    assert row.status == "sent"
+    assert [m["sid"] for m in fake_twilio.messages] == [row.provider_id]
+    expected = "found at the provider" if reached else "not at the provider"
+    with rt.sessions() as session:
+        details = [e.detail for e in session.get_one(Notification, row.id).history]
+    assert any(expected in (d or "") for d in details)
+
+
+def test_an_expired_queued_claim_is_claimed_again_and_sent_once(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    book(rt)
+    lost: list[int] = []
+    tick(rt, lost.extend, "clock")  # the broker loses the task
+    assert confirmation(rt).status == "queued" and lost
+    run_until(rt, clock() + timedelta(seconds=rt.settings.queue_lease_seconds + 1))
+    assert confirmation(rt).status == "sent"
+    assert len(fake_twilio.messages) == 1
+
+
+def test_a_redelivered_task_sends_nothing_twice(rt: Runtime, fake_twilio: FakeTwilio) -> None:
+    from notifier.send import deliver
+
+    book(rt)
+    ids: list[int] = []
+    tick(rt, ids.extend, "clock")
+    for notification_id in ids + ids:  # the broker hands the same task out twice
+        deliver(rt, notification_id)
+    assert len(fake_twilio.messages) == 1
+
+
+@pytest.mark.parametrize(
+    "code, status", [(451, "scheduled"), (421, "scheduled"), (550, "failed"), (554, "failed")]
+)
+def test_smtp_4xx_is_transient_and_5xx_permanent(
+    rt: Runtime, smtp: SMTPSink, code: int, status: str
+) -> None:
+    book(rt, consent=EMAIL_ONLY)
+    smtp.fail_next(code=code, message="no")
+    send_due(rt)
+    row = confirmation(rt)
+    assert (row.status, row.error_code) == (status, str(code))
+
+
+def test_an_unreachable_smtp_server_is_transient(rt: Runtime) -> None:
+    from notifier.runtime import email_channel
+
+    settings = dataclasses.replace(rt.settings, smtp_url="smtp://127.0.0.1:9")
+    closed = dataclasses.replace(rt, email=email_channel(settings))
+    book(closed, consent=EMAIL_ONLY)
+    send_due(closed)
+    assert confirmation(rt).status == "scheduled"
+
+
+def test_an_unknown_email_is_sent_again_with_the_same_message_id(
+    rt: Runtime, clock: SimulatedClock, smtp: SMTPSink
+) -> None:
+    book(rt, consent=EMAIL_ONLY)
+    dying = dataclasses.replace(rt, email=DiesAfter(rt.email, reach_provider=True))
+    with pytest.raises(KeyboardInterrupt):
+        send_due(dying)
+    run_until(rt, clock() + timedelta(seconds=rt.settings.sending_lease_seconds + 1))
+    assert confirmation(rt).status == "sent"
+    ids = [str(m["Message-ID"]) for m in smtp.messages]
+    assert len(ids) == 2 and len(set(ids)) == 1  # a de-duplicating mail store keeps one
+
+
+@pytest.mark.parametrize(
+    "line, masked",
+    [
+        ("to +17185550134 failed", "to +1718•••0134 failed"),
+        ("mail for ana.ruiz@example.org", "mail for a•••@example.org"),
+        ("notification 42 sent", "notification 42 sent"),
+    ],
+)
+def test_phone_numbers_and_emails_are_masked_in_logs(line: str, masked: str) -> None:
+    assert mask(line) == masked
+
+
+def test_the_log_filter_masks_what_a_library_logs(caplog: pytest.LogCaptureFixture) -> None:
+    from notifier.logs import MaskingFilter
+
+    logger = logging.getLogger("some.library")
+    caplog.handler.addFilter(MaskingFilter())
+    logger.warning("The 'To' number %s is not valid", "+17185550134")
+    assert "+17185550134" not in caplog.text and "+1718•••0134" in caplog.text
