@@ -6,8 +6,10 @@ import argparse
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -21,8 +23,9 @@ log = logging.getLogger("notifier")
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    quiet = args.run in (demo, remind_now, apikey, db_upgrade)
-    logs.configure(logging.WARNING if quiet else logging.INFO)
+    quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check)
+    structured = os.environ.get("NOTIFIER_LOG_FORMAT") == "json"
+    logs.configure(logging.WARNING if quiet else logging.INFO, structured)
     try:
         return int(args.run(args) or 0)
     except ConfigError as exc:
@@ -60,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     key_cmd = command("apikey", apikey, "create an API key (printed once, stored hashed)")
     key_cmd.add_argument("action", choices=["create"])
     key_cmd.add_argument("name")
+    command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
+    templates_cmd = command("templates", templates_check, "SMS templates and their segments")
+    templates_cmd.add_argument("action", choices=["check"])
     remind_cmd = command("remind", remind_now, "send a reminder for an appointment now")
     remind_cmd.add_argument("appointment_id")
     remind_cmd.add_argument("--channel", choices=["sms", "email"], action="append")
@@ -105,15 +111,15 @@ def _run_web(rt: Runtime, host: str, port: int) -> None:
 
     if rt.settings.ephemeral_secret:
         log.warning("NOTIFIER_SECRET_KEY is not set: signed links will not survive a restart")
-    ping = None
-    if rt.settings.broker_url:
-        from .tasks import app as celery_app
+    uvicorn.run(create_app(rt, _broker_ping(rt)), host=host, port=port, log_level="info")
 
-        def ping() -> None:
-            with celery_app.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1, timeout=2)
 
-    uvicorn.run(create_app(rt, ping), host=host, port=port, log_level="info")
+def _broker_ping(rt: Runtime) -> Callable[[], None] | None:
+    if not rt.settings.broker_url:
+        return None
+    from .tasks import broker_ping
+
+    return broker_ping
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -170,6 +176,23 @@ def apikey(args: argparse.Namespace) -> None:
         session.add(ApiKey(name=args.name, key_sha256=digest, created_at=rt.clock()))
         session.commit()
     print(key)
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from .doctor import run
+
+    rt = _runtime()
+    return 0 if run(rt, _broker_ping(rt), sys.stdout) else 1
+
+
+def templates_check(args: argparse.Namespace) -> int:
+    from .doctor import sms_template_segments
+
+    rt = _runtime()
+    rows = sms_template_segments(rt.renderer)
+    for kind, lang, length, segments in rows:
+        print(f"{kind:<18} {lang}  {length:>3} chars  {segments} segment{'s' * (segments > 1)}")
+    return 0 if all(segments == 1 for *_, segments in rows) else 1
 
 
 def remind_now(args: argparse.Namespace) -> int:

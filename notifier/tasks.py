@@ -34,3 +34,9 @@ def deliver_batch(self: Task, ids: list[int]) -> None:
 
 def enqueue(ids: Sequence[int]) -> None:
     deliver_batch.apply_async(args=[list(ids)])
+
+
+def broker_ping() -> None:
+    """Raises unless the broker answers within a couple of seconds."""
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)

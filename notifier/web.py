@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from .clinic import Channel
 from .ingest import EventConflict, InvalidEvent, apply_event
 from .links import BadLink, read_token
+from .metrics import exposition
 from .models import ApiKey, Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
@@ -152,6 +154,10 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     @app.post("/links/{token}", response_class=HTMLResponse)
     def post_link(request: Request, token: str, s: Db) -> HTMLResponse:
         return link_page(request, token, s, act=True)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(exposition(rt), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

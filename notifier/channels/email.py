@@ -30,7 +30,7 @@ class SMTPEmail:
     def send(self, message: Message) -> str:
         mail = build(message, self.mail_from)
         try:
-            connection = self._connect()
+            connection = self.connect()
         except (OSError, smtplib.SMTPException) as exc:
             raise SendError("transient", f"could not reach the SMTP server: {exc}") from exc
         try:
@@ -52,7 +52,7 @@ class SMTPEmail:
         # the same Message-ID, which mail stores that de-duplicate recognise.
         return None
 
-    def _connect(self) -> smtplib.SMTP:
+    def connect(self) -> smtplib.SMTP:
         if self.ssl:
             connection: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout)
         else:
