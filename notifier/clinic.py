@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .integrations.config import IntegrationsConfig
+
 Channel = Literal["sms", "email"]
 
 
@@ -114,6 +116,7 @@ class Clinic(_Strict):
     policy: Policy = Policy()
     locations: tuple[Location, ...] = Field(min_length=1)
     treatments: tuple[Treatment, ...] = Field(min_length=1)
+    integrations: IntegrationsConfig = IntegrationsConfig()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Clinic:

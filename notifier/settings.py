@@ -26,6 +26,7 @@ class Settings:
     twilio_api_base_url: str = "https://api.twilio.com"
     smtp_url: str | None = None
     mail_from: str | None = None
+    calcom_secret: str | None = None
     outbox_path: Path = Path("outbox.txt")
     templates_dir: Path = TEMPLATES_DIR
     ephemeral_secret: bool = False
@@ -62,6 +63,7 @@ class Settings:
             twilio_api_base_url=get("TWILIO_API_BASE_URL") or cls.twilio_api_base_url,
             smtp_url=get("NOTIFIER_SMTP_URL"),
             mail_from=get("NOTIFIER_MAIL_FROM"),
+            calcom_secret=get("NOTIFIER_CALCOM_SECRET"),
             outbox_path=Path(get("NOTIFIER_OUTBOX") or cls.outbox_path),
             templates_dir=Path(get("NOTIFIER_TEMPLATES") or TEMPLATES_DIR),
             provider_timeout=float(get("NOTIFIER_PROVIDER_TIMEOUT") or cls.provider_timeout),

@@ -2,9 +2,9 @@
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -18,16 +18,16 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from .bodies import decode_json, invalid, read_body
 from .clinic import Channel
 from .ingest import EventConflict, InvalidEvent, apply_event
+from .integrations.routes import router as integration_routes
 from .links import BadLink, read_token
 from .metrics import exposition
 from .models import ApiKey, Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
 from .track import delivery_receipt, receive
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
@@ -53,7 +53,7 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         try:
             payload = decode_json(await read_body(request))
         except InvalidEvent as exc:
-            return _invalid(exc.errors)
+            return invalid("invalid_event", exc.errors)
         return accept_event(rt, s, payload)
 
     @app.get("/v1/appointments/{appointment_id}")
@@ -155,6 +155,8 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     def post_link(request: Request, token: str, s: Db) -> HTMLResponse:
         return link_page(request, token, s, act=True)
 
+    app.include_router(integration_routes(rt, api_key, partial(accept_event, rt)))
+
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(exposition(rt), media_type=CONTENT_TYPE_LATEST)
@@ -179,7 +181,7 @@ def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:
     try:
         outcome = apply_event(s, rt.clinic, payload, rt.clock())
     except InvalidEvent as exc:
-        return _invalid(exc.errors)
+        return invalid("invalid_event", exc.errors)
     except EventConflict as exc:
         return JSONResponse({"error": "conflict", "reason": str(exc)}, status_code=409)
     appointment = s.get_one(Appointment, outcome.appointment_id, populate_existing=True)
@@ -200,34 +202,6 @@ def _known_key(rt: Runtime, s: Session, key: str) -> bool:
         return True
     digest = hashlib.sha256(key.encode()).hexdigest()
     return s.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == digest)) is not None
-
-
-async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    return body
-
-
-def decode_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent([("body", f"not valid JSON: {exc}")]) from None
-
-
-def _invalid(errors: list[tuple[str, str]]) -> JSONResponse:
-    field, reason = errors[0]
-    listed = [{"field": f, "reason": r} for f, r in errors]
-    return JSONResponse(
-        {"error": "invalid_event", "field": field, "reason": reason, "errors": listed},
-        status_code=422,
-    )
 
 
 def _notifications(s: Session, appointment_id: str) -> list[Notification]:
