@@ -124,7 +124,6 @@ def in_process(rt: Runtime, executor: Executor) -> Enqueue:
     """For `notifier serve`: no broker, a thread pool plays the workers."""
 
     def enqueue(ids: Sequence[int]) -> None:
-        for notification_id in ids:
-            executor.submit(deliver, rt, notification_id, "serve")
+        executor.submit(deliver, rt, list(ids), "serve")
 
     return enqueue

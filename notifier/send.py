@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy.orm import Session, selectinload
 
 from .channels import Attachment, Message, SendError
 from .clinic import Location, Treatment
 from .ics import appointment_ics
 from .links import ACTIONS, make_token
-from .models import Appointment, Notification, Patient
+from .models import Appointment, Notification, NotificationEvent, Patient, SmsOptOut
 from .plan import next_allowed, plan
 from .runtime import Runtime
 from .schedule import recipient, transition, visit
-from .track import after_sms_failure, is_opted_out
+from .track import after_sms_failure
 
 log = logging.getLogger(__name__)
 
@@ -46,52 +47,146 @@ class Skip:
     due_at: datetime | None = None
 
 
-def deliver(rt: Runtime, notification_id: int, worker: str = "worker") -> str:
-    """Sends one claimed (`queued`) notification; returns the state it ended in."""
-    now = rt.clock()
+def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int, str]:
+    """Sends the claimed (`queued`) notifications among `ids`; returns the state each ended in.
+
+    One batch shares its reads, its claim and its record of what was sent, so the database
+    is visited a few times per batch rather than per message.
+    """
     with rt.sessions() as session:
-        notification = session.get(Notification, notification_id)
-        if notification is None or notification.status != "queued":
-            return notification.status if notification else "missing"
-        skip = recheck(rt, session, notification, now)
-        if skip is not None:
-            return _skip(session, notification, skip, now)
-        message = compose(rt, notification, now)
-        moved = transition(
-            session,
-            [notification.id],
-            ["queued"],
-            "sending",
-            now,
-            lease_owner=worker,
-            lease_until=now + timedelta(seconds=rt.settings.sending_lease_seconds),
-            attempts=notification.attempts + 1,
-            body=message.text,
-        )
-        session.commit()
-        if not moved:
+        now = rt.clock()
+        claimed = _queued(session, ids)
+        opted_out = _opted_out(session, claimed)
+        fates: dict[int, str] = {}
+        ready: list[tuple[Notification, Message]] = []
+        for n in claimed:
+            skip = recheck(rt, session, n, now, opted_out)
+            if skip is None:
+                ready.append((n, compose(rt, n, now)))
+            else:
+                fates[n.id] = _skip(session, n, skip, now)
+        batch = Batch(rt, session, worker)
+        batch.hold(ready)
+        for n, message in ready:
+            fates[n.id] = batch.send(n, message)
+        batch.record_sent()
+        return fates
+
+
+class Batch:
+    """The messages one worker holds (`sending`, with a lease) while it calls the provider."""
+
+    def __init__(self, rt: Runtime, session: Session, worker: str) -> None:
+        self.rt, self.session, self.worker = rt, session, worker
+        self.lease = timedelta(seconds=rt.settings.sending_lease_seconds)
+        self.held: set[int] = set()
+        self.lease_until = rt.clock()
+        self.sent: list[dict[str, Any]] = []
+
+    def hold(self, ready: list[tuple[Notification, Message]]) -> None:
+        """queued → sending for the whole batch, with each body stored for reconciliation."""
+        now = self.rt.clock()
+        self.lease_until = now + self.lease
+        self.held = set(
+            transition(
+                self.session, [n.id for n, _ in ready], ["queued"], "sending", now,
+                lease_owner=self.worker, lease_until=self.lease_until,
+                attempts=Notification.attempts + 1,
+            )
+        )  # fmt: skip
+        bodies = [{"id": n.id, "body": m.text} for n, m in ready if n.id in self.held]
+        if bodies:
+            self.session.execute(update(Notification), bodies)
+        self.session.commit()
+
+    def send(self, n: Notification, message: Message) -> str:
+        # Never call the provider for a row whose lease could lapse before the answer: the
+        # reaper would call it unknown and reconciliation might send it again.
+        if (
+            self.rt.clock() + timedelta(seconds=self.rt.settings.provider_timeout + 10)
+            >= self.lease_until
+        ):
+            self._renew()
+        if n.id not in self.held:
             return "lost-race"
-        channel = rt.sms if notification.channel == "sms" else rt.email
+        channel = self.rt.sms if n.channel == "sms" else self.rt.email
         try:
             provider_id = channel.send(message)
         except SendError as exc:
-            return _failed_send(rt, session, notification, exc)
-        transition(
-            session,
-            [notification.id],
-            ["sending"],
-            "sent",
-            rt.clock(),
-            provider_id=provider_id,
-            sent_at=rt.clock(),
-            lease_owner=None,
-            lease_until=None,
-        )
-        session.commit()
+            return _failed_send(self.rt, self.session, n, exc)
+        self.sent.append({"nid": n.id, "pid": provider_id, "at": self.rt.clock()})
         return "sent"
 
+    def record_sent(self) -> None:
+        if self.sent:
+            self.session.execute(_MARK_SENT, self.sent)
+            history = [
+                {"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in self.sent
+            ]
+            self.session.execute(insert(NotificationEvent), history)
+            self.sent = []
+        self.session.commit()
 
-def recheck(rt: Runtime, session: Session, n: Notification, now: datetime) -> Skip | None:
+    def _renew(self) -> None:
+        self.record_sent()
+        now = self.rt.clock()
+        self.lease_until = now + self.lease
+        renewed = self.session.scalars(
+            update(Notification)
+            .where(
+                Notification.id.in_(self.held),
+                Notification.status == "sending",
+                Notification.lease_owner == self.worker,
+            )
+            .values(lease_until=self.lease_until, updated_at=now)
+            .returning(Notification.id),
+            execution_options={"synchronize_session": False},
+        )
+        self.held = set(renewed)
+        self.session.commit()
+
+
+_table = cast(Table, Notification.__table__)
+# sending → sent for many rows at once. Only this worker's lease-held rows are `sending`; an
+# `unknown` row (lease lapsed under a very slow provider) was sent all the same.
+_MARK_SENT = (
+    update(_table)
+    .where(
+        _table.c.id == bindparam("nid"),
+        or_(_table.c.status == "sending", _table.c.status == "unknown"),
+    )
+    .values(
+        status="sent",
+        provider_id=bindparam("pid"),
+        sent_at=bindparam("at"),
+        updated_at=bindparam("at"),
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+
+
+def _queued(session: Session, ids: Sequence[int]) -> list[Notification]:
+    query = (
+        select(Notification)
+        .where(Notification.id.in_(list(ids)), Notification.status == "queued")
+        .options(selectinload(Notification.appointment).selectinload(Appointment.patient))
+        .order_by(Notification.id)
+    )
+    return list(session.scalars(query))
+
+
+def _opted_out(session: Session, rows: list[Notification]) -> set[str]:
+    phones = {n.appointment.patient.phone for n in rows if n.channel == "sms"} - {None}
+    if not phones:
+        return set()
+    query = select(SmsOptOut.phone).where(SmsOptOut.phone.in_(phones), SmsOptOut.active.is_(True))
+    return set(session.scalars(query))
+
+
+def recheck(
+    rt: Runtime, session: Session, n: Notification, now: datetime, opted_out: set[str]
+) -> Skip | None:
     """What the world looks like now, not when the row was planned: None means go ahead."""
     appointment, patient = n.appointment, n.appointment.patient
     location = rt.clinic.location(appointment.location_id)
@@ -105,7 +200,7 @@ def recheck(rt: Runtime, session: Session, n: Notification, now: datetime) -> Sk
         return Skip("cancelled", f"appointment {appointment.status}")
     if not (who.sms if n.channel == "sms" else who.email):
         return Skip("suppressed", "no_consent")
-    if n.channel == "sms" and is_opted_out(session, patient.phone):
+    if n.channel == "sms" and patient.phone in opted_out:
         return Skip("suppressed", "opted_out")
     if n.kind == "rebook" and _has_future_visit(session, patient, now):
         return Skip("suppressed", "already_rebooked")
@@ -143,7 +238,6 @@ def _skip(session: Session, n: Notification, skip: Skip, now: datetime) -> str:
     else:
         values["reason"] = skip.reason
     transition(session, [n.id], ["queued"], skip.status, now, skip.reason, **values)
-    session.commit()
     return skip.status
 
 

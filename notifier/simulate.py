@@ -18,8 +18,7 @@ from .send import deliver
 
 
 def _deliver_all(rt: Runtime, ids: Sequence[int]) -> None:
-    for notification_id in ids:
-        deliver(rt, notification_id, "simulated")
+    deliver(rt, ids, "simulated")
 
 
 @dataclass

@@ -27,9 +27,7 @@ def runtime() -> Runtime:
 @app.task(name="notifier.deliver", bind=True)
 def deliver_batch(self: Task, ids: list[int]) -> None:
     worker = f"worker:{self.request.hostname}"
-    rt = runtime()
-    for notification_id in ids:
-        deliver(rt, notification_id, worker)
+    deliver(runtime(), ids, worker)
 
 
 def enqueue(ids: Sequence[int]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 import pytest
@@ -210,8 +210,8 @@ def test_a_redelivered_task_sends_nothing_twice(rt: Runtime, fake_twilio: FakeTw
     book(rt)
     ids: list[int] = []
     tick(rt, ids.extend, "clock")
-    for notification_id in ids + ids:  # the broker hands the same task out twice
-        deliver(rt, notification_id)
+    deliver(rt, ids)
+    deliver(rt, ids)  # the broker hands the same task out twice
     assert len(fake_twilio.messages) == 1
 
 
@@ -270,3 +270,55 @@ def test_the_log_filter_masks_what_a_library_logs(caplog: pytest.LogCaptureFixtu
     caplog.handler.addFilter(MaskingFilter())
     logger.warning("The 'To' number %s is not valid", "+17185550134")
     assert "+17185550134" not in caplog.text and "+1718•••0134" in caplog.text
+
+
+class SlowProvider:
+    """Each call takes 20 s of simulated time; `meanwhile` runs during the first one."""
+
+    def __init__(
+        self, channel: Channel, clock: SimulatedClock, meanwhile: Callable[[], None]
+    ) -> None:
+        self.channel, self.clock, self.meanwhile = channel, clock, meanwhile
+        self.calls = 0
+
+    def send(self, message: Message) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            self.meanwhile()
+        self.clock.now += timedelta(seconds=20)
+        return self.channel.send(message)
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        return self.channel.find(message, known)
+
+
+def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    from notifier.send import deliver
+
+    for n in range(3):
+        with rt.sessions() as session:
+            payload = event(
+                "booked", VISIT, occurred_at=clock(), consent=SMS_ONLY,
+                appointment_id=f"apt-{n}", patient_id=f"pat-{n}", phone=f"+1718555010{n}",
+            )  # fmt: skip
+            apply_event(session, rt.clinic, payload, clock())
+    ids: list[int] = []
+    tick(rt, ids.extend, "clock")
+
+    def reaper_takes_the_last_row() -> None:
+        with rt.sessions() as session:
+            session.execute(
+                Notification.__table__.update()
+                .where(Notification.id == ids[-1])
+                .values(status="unknown", lease_owner=None)
+            )
+            session.commit()
+
+    slow = SlowProvider(rt.sms, clock, reaper_takes_the_last_row)
+    fates = deliver(dataclasses.replace(rt, sms=slow), ids)
+    assert [fates[i] for i in ids] == ["sent", "sent", "lost-race"]
+    assert len(fake_twilio.messages) == 2
+    with rt.sessions() as session:
+        assert [session.get_one(Notification, i).status for i in ids] == ["sent", "sent", "unknown"]
