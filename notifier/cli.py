@@ -11,9 +11,11 @@ import secrets
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
-from . import logs
+from . import db, logs
 from .clinic import ConfigError
 from .runtime import Runtime
 from .settings import Settings
@@ -73,11 +75,43 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _runtime() -> Runtime:
+def _settings() -> Settings:
     try:
-        return Runtime.build(Settings.from_env())
+        return Settings.from_env()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _runtime(settings: Settings | None = None) -> Runtime:
+    try:
+        return Runtime.build(settings or _settings())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _distributed(command: str, needs_broker: bool = True) -> Settings:
+    """The settings of a process that works beside others: they must share a broker and a key,
+    or what one process signs (a link in an email) another would refuse."""
+    settings = _settings()
+    if needs_broker and not settings.broker_url:
+        raise ConfigError(
+            f"`notifier {command}` needs NOTIFIER_BROKER_URL (or run `notifier serve`)"
+        )
+    if not settings.secret_key:
+        raise ConfigError(
+            f"`notifier {command}` needs NOTIFIER_SECRET_KEY, the same in every process"
+            " (`notifier serve` keeps one in notifier.secret for you)"
+        )
+    return settings
+
+
+def _local_secret(path: Path) -> str:
+    """The embedded mode's key, made once and kept beside the SQLite file, so links and staff
+    sessions survive a restart without any setup."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -85,7 +119,10 @@ def serve(args: argparse.Namespace) -> None:
 
     from .dispatch import in_process, schedule_ticks
 
-    rt = _runtime()
+    settings = _settings()
+    if not settings.secret_key:
+        settings = replace(settings, secret_key=_local_secret(Path("notifier.secret")))
+    rt = _runtime(settings)
     rt.prepare_database()
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="send")
     clock = BackgroundScheduler(timezone="UTC")
@@ -100,7 +137,9 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def web(args: argparse.Namespace) -> None:
-    rt = _runtime()
+    rt = _runtime(_distributed("web", needs_broker=False))
+    with rt.sessions() as session:  # a location or treatment added to the file is known at once
+        db.sync_clinic(session, rt.clinic)
     _run_web(rt, args.host, args.port)
 
 
@@ -109,9 +148,8 @@ def _run_web(rt: Runtime, host: str, port: int) -> None:
 
     from .web import create_app
 
-    if rt.settings.ephemeral_secret:
-        log.warning("NOTIFIER_SECRET_KEY is not set: signed links will not survive a restart")
-    uvicorn.run(create_app(rt, _broker_ping(rt)), host=host, port=port, log_level="info")
+    # log_config=None: uvicorn's lines go through our handlers, masked and in the chosen format.
+    uvicorn.run(create_app(rt, _broker_ping(rt)), host=host, port=port, log_config=None)
 
 
 def _broker_ping(rt: Runtime) -> Callable[[], None] | None:
@@ -123,10 +161,9 @@ def _broker_ping(rt: Runtime) -> Callable[[], None] | None:
 
 
 def worker(args: argparse.Namespace) -> None:
-    settings = Settings.from_env()
-    if not settings.broker_url:
-        raise ConfigError("`notifier worker` needs NOTIFIER_BROKER_URL (or run `notifier serve`)")
-    _runtime().engine.dispose()  # checks the config now; each worker process connects for itself
+    _runtime(
+        _distributed("worker")
+    ).engine.dispose()  # checks the config now; each worker process connects for itself
     from .tasks import app as celery_app
 
     argv = ["worker", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
@@ -141,11 +178,7 @@ def scheduler(args: argparse.Namespace) -> None:
     from .dispatch import schedule_ticks
     from .tasks import enqueue
 
-    if not Settings.from_env().broker_url:
-        raise ConfigError(
-            "`notifier scheduler` needs NOTIFIER_BROKER_URL (or run `notifier serve`)"
-        )
-    rt = _runtime()
+    rt = _runtime(_distributed("scheduler"))
     clock = BlockingScheduler(timezone="UTC")
     schedule_ticks(clock, rt, enqueue)
     log.info("clock started")
@@ -190,6 +223,9 @@ def templates_check(args: argparse.Namespace) -> int:
 
     rt = _runtime()
     rows = sms_template_segments(rt.renderer)
+    if not rows:
+        print(f"notifier: no SMS templates under {rt.settings.templates_dir}", file=sys.stderr)
+        return 1
     for kind, lang, length, segments in rows:
         print(f"{kind:<18} {lang}  {length:>3} chars  {segments} segment{'s' * (segments > 1)}")
     return 0 if all(segments == 1 for *_, segments in rows) else 1

@@ -47,6 +47,9 @@ class Policy(_Strict):
     )
     # Rebook nudges go by the first channel the patient has consented to.
     rebook_channels: tuple[Channel, ...] = ("sms", "email")
+    # Twilio answers STOP, START and HELP itself unless its opt-out handling is switched off
+    # for the account; then set this to false and we answer them.
+    twilio_answers_keywords: bool = True
     # What carriers let one sender number send: a long code 1, toll-free 3, a short code 100.
     sms_per_second: float = Field(default=1.0, gt=0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -116,7 +116,10 @@ def play(day: date | None, out: TextIO) -> None:
     steps = script(day)
     clock = SimulatedClock(steps[0][0].astimezone(UTC))
     with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
-        settings = Settings(database_url=f"sqlite:///{Path(tmp) / 'demo.db'}")
+        # The clinic and templates of the environment; a throwaway database; nothing sent.
+        settings = replace(
+            Settings.from_env(), database_url=f"sqlite:///{Path(tmp) / 'demo.db'}", broker_url=None
+        )
         rt = Runtime.build(settings, clock=clock)
         sms, email = Recorder("sms", clock), Recorder("email", clock)
         rt.sms, rt.email = sms, email

@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .models import Notification
@@ -26,6 +26,9 @@ from .send import deliver
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 500
+# Claimed and not yet taken by a worker: past this the clock waits, so a backlog stays in the
+# database (where it costs nothing) instead of piling up in the broker past its lease.
+MAX_QUEUED = 2000
 IDS_PER_TASK = 20
 TICK_SECONDS = 1.0
 
@@ -92,13 +95,18 @@ def tick(rt: Runtime, enqueue: Enqueue, owner: str) -> int:
         reap(session, rt.clock())
         reconcile(rt, session, rt.clock())
         lease = timedelta(seconds=rt.settings.queue_lease_seconds)
-        while ids := claim_due(session, rt.clock(), owner, lease=lease):
+        while (room := MAX_QUEUED - _queued(session)) > 0:
+            ids = claim_due(session, rt.clock(), owner, limit=min(room, CLAIM_BATCH), lease=lease)
             for start in range(0, len(ids), IDS_PER_TASK):
                 enqueue(ids[start : start + IDS_PER_TASK])
             total += len(ids)
-            if len(ids) < CLAIM_BATCH:
+            if len(ids) < min(room, CLAIM_BATCH):
                 break
     return total
+
+
+def _queued(session: Session) -> int:
+    return session.scalar(select(func.count()).where(Notification.status == "queued")) or 0
 
 
 def clock_owner() -> str:

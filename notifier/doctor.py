@@ -77,6 +77,8 @@ def sms_template_segments(renderer: Renderer) -> list[tuple[str, str, int, int]]
 
 def templates_summary(renderer: Renderer) -> str:
     rows = sms_template_segments(renderer)
+    if not rows:
+        raise ValueError(f"no SMS templates under {renderer.directory}")
     long = [
         f"{kind}.{lang} ({segments} segments)" for kind, lang, _, segments in rows if segments > 1
     ]

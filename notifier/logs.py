@@ -48,5 +48,7 @@ def configure(level: int, structured: bool = False) -> None:
         handler.addFilter(MaskingFilter())
         if structured:
             handler.setFormatter(JSONFormatter())
-    # The twilio SDK logs each request's parameters (number and text) at INFO.
-    logging.getLogger("twilio").setLevel(logging.WARNING)
+    # The twilio SDK logs each request's parameters (number and text) at INFO; the clock's
+    # scheduler logs two lines a second.
+    for chatty in ("twilio", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

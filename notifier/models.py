@@ -212,6 +212,17 @@ class InboundMessage(Base):
     __table_args__ = (Index("ix_inbound_messages_open", "needs_staff", "handled_at"),)
 
 
+class EarlyReceipt(Base):
+    """A delivery receipt that came before we recorded the send it is about (Twilio can answer
+    a status callback faster than our commit); applied when the send is recorded."""
+
+    __tablename__ = "early_receipts"
+    provider_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -16,6 +16,7 @@ from .channels import Message, SendError
 from .models import Notification, Patient
 from .runtime import Runtime
 from .schedule import transition
+from .track import apply_early_receipts
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
             session, [n.id], ["unknown"], "sent", now, "reconciled: found at the provider",
             provider_id=provider_id, sent_at=now, lease_until=None,
         )  # fmt: skip
+        apply_early_receipts(session, [provider_id], now)
     else:
         moved = transition(
             session, [n.id], ["unknown"], "scheduled", now, "reconciled: not at the provider",

@@ -266,9 +266,9 @@ class Renderer:
     """Renders notification templates; one instance (and Jinja2 cache) per process."""
 
     def __init__(self, templates_dir: Path) -> None:
-        self._dir = Path(templates_dir)
+        self.directory = Path(templates_dir)
         self._env = Environment(
-            loader=FileSystemLoader(self._dir),
+            loader=FileSystemLoader(self.directory),
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
             trim_blocks=True,
@@ -291,7 +291,9 @@ class Renderer:
 
     def kinds(self) -> list[str]:
         """Kinds with at least one template on disk (helpers like base.html are skipped)."""
-        files = (path for channel in _CHANNEL_FILES for path in (self._dir / channel).glob("*.*.*"))
+        files = (
+            path for channel in _CHANNEL_FILES for path in (self.directory / channel).glob("*.*.*")
+        )
         return sorted({path.name.split(".")[0] for path in files})
 
     def _resolve(self, kind: str, channel: str, language: str) -> tuple[str, list[str]]:
@@ -302,11 +304,11 @@ class Renderer:
         for lang in dict.fromkeys((language, FALLBACK_LANGUAGE)):
             names = [pattern.format(kind=kind, lang=lang) for pattern in _CHANNEL_FILES[channel]]
             # All parts must come from one language: an email is never half Spanish.
-            if all((self._dir / name).is_file() for name in names):
+            if all((self.directory / name).is_file() for name in names):
                 return lang, names
         raise TemplateMissing(
             f"no {channel} templates for kind {kind!r} in {language!r} or {FALLBACK_LANGUAGE!r} "
-            f"under {self._dir}"
+            f"under {self.directory}"
         )
 
 

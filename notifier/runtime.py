@@ -41,10 +41,9 @@ class Runtime:
         """Raises clinic.ConfigError or ValueError, naming what is wrong, before anything runs."""
         clinic = load_clinic(settings.config_path)
         if not settings.secret_key:
-            # Enough for one process (serve, demo); links and sessions die with it.
-            settings = replace(
-                settings, secret_key=secrets.token_urlsafe(32), ephemeral_secret=True
-            )
+            # Enough for one short-lived process (demo, a CLI command); the long-running
+            # processes are given a lasting key by the CLI.
+            settings = replace(settings, secret_key=secrets.token_urlsafe(32))
         engine = db.make_engine(settings.database_url)
         return cls(
             settings=settings,

@@ -24,7 +24,7 @@ from .models import Appointment, Notification, NotificationEvent, Patient, SmsOp
 from .plan import next_allowed, plan
 from .runtime import Runtime
 from .schedule import recipient, transition, visit
-from .track import after_sms_failure
+from .track import after_sms_failure, apply_early_receipts
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class Batch:
                 {"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in self.sent
             ]
             self.session.execute(insert(NotificationEvent), history)
+            apply_early_receipts(self.session, [r["pid"] for r in self.sent], self.rt.clock())
             self.sent = []
         self.session.commit()
 

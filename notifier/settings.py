@@ -29,13 +29,12 @@ class Settings:
     calcom_secret: str | None = None
     outbox_path: Path = Path("outbox.txt")
     templates_dir: Path = TEMPLATES_DIR
-    ephemeral_secret: bool = False
     # Every provider call gives up after this; a send held longer than twice it is presumed lost.
     provider_timeout: float = 10.0
     # First step of the exponential backoff after a transient provider error.
     retry_base_seconds: float = 30.0
     # A claimed row whose task never ran (broker restarted, say) is claimed again after this.
-    queue_lease_seconds: float = 300.0
+    queue_lease_seconds: float = 120.0
 
     @property
     def sending_lease_seconds(self) -> float:
@@ -66,9 +65,22 @@ class Settings:
             calcom_secret=get("NOTIFIER_CALCOM_SECRET"),
             outbox_path=Path(get("NOTIFIER_OUTBOX") or cls.outbox_path),
             templates_dir=Path(get("NOTIFIER_TEMPLATES") or TEMPLATES_DIR),
-            provider_timeout=float(get("NOTIFIER_PROVIDER_TIMEOUT") or cls.provider_timeout),
-            retry_base_seconds=float(get("NOTIFIER_RETRY_BASE_SECONDS") or cls.retry_base_seconds),
-            queue_lease_seconds=float(
-                get("NOTIFIER_QUEUE_LEASE_SECONDS") or cls.queue_lease_seconds
+            provider_timeout=_seconds(env, "NOTIFIER_PROVIDER_TIMEOUT", cls.provider_timeout),
+            retry_base_seconds=_seconds(env, "NOTIFIER_RETRY_BASE_SECONDS", cls.retry_base_seconds),
+            queue_lease_seconds=_seconds(
+                env, "NOTIFIER_QUEUE_LEASE_SECONDS", cls.queue_lease_seconds
             ),
         )
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    given = env.get(name)
+    if not given:
+        return default
+    try:
+        value = float(given)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {given!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0 seconds, not {given!r}")
+    return value

@@ -12,12 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .channels.sms import reason_for
-from .models import Appointment, InboundMessage, Notification, Patient, SmsOptOut
+from .models import (
+    Appointment,
+    EarlyReceipt,
+    InboundMessage,
+    Notification,
+    Patient,
+    SmsOptOut,
+)
 from .plan import Planned
 from .runtime import Runtime
 from .schedule import add, transition
@@ -29,6 +36,7 @@ STOP = {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CA
 START = {"START", "UNSTOP", "YES"}
 HELP = {"HELP", "INFO"}
 AUTO_REPLY_EVERY = timedelta(days=1)
+EARLY_RECEIPTS_KEPT = timedelta(days=1)
 # Twilio's final delivery states; a receipt never moves a message out of one of these.
 DELIVERY = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
 # Failures that say this number cannot take texts: the patient is told by email instead, once.
@@ -126,14 +134,16 @@ def _act(
     now: datetime,
 ) -> str | None:
     """Applies the reply's effect and names the answer to send, if any."""
+    # Twilio answers these words itself by default; a second answer would only confuse.
+    ours = not rt.clinic.policy.twilio_answers_keywords
     if message.intent == "stop":
         opt_out(session, message.from_number, f"keyword:{keyword(message.body)}", now)
-        return "reply_stop"
+        return "reply_stop" if ours else None
     if message.intent == "start":
         opt_in(session, message.from_number, now)
-        return "reply_start"
+        return "reply_start" if ours else None
     if message.intent == "help":
-        return "reply_help"
+        return "reply_help" if ours else None
     if message.intent == "confirm" and appointment is not None:
         appointment.confirmation, appointment.confirmation_at = "confirmed", now
         return "reply_confirmed"
@@ -148,7 +158,8 @@ def _may_auto_reply(session: Session, phone: str, now: datetime) -> bool:
     """A polite "we got your message" at most once a day, so a chat doesn't become a loop."""
     recent = select(InboundMessage.id).where(
         InboundMessage.from_number == phone,
-        InboundMessage.intent == "other",
+        InboundMessage.needs_staff.is_(True),
+        InboundMessage.appointment_id.is_(None) | (InboundMessage.intent == "other"),
         InboundMessage.auto_replied.is_(True),
         InboundMessage.received_at > now - AUTO_REPLY_EVERY,
     )
@@ -217,15 +228,24 @@ def reply_context(
 
 def delivery_receipt(session: Session, form: dict[str, str], now: datetime) -> Notification | None:
     """Applies a status callback; returns the notification when it moved it to a final state.
-    Unknown messages and receipts that would move a state backwards change nothing."""
+    A receipt never moves a state backwards; one for a send not yet recorded waits for it."""
     to = DELIVERY.get(form.get("MessageStatus", ""))
     sid = form.get("MessageSid", "")
     if to is None or not sid:
         return None
+    code = form.get("ErrorCode") or None
     notification = session.scalar(select(Notification).where(Notification.provider_id == sid))
     if notification is None:
+        _keep_for_later(session, sid, to, code, now)
         return None
-    code = form.get("ErrorCode") or None
+    moved = _apply_receipt(session, notification, to, code, now)
+    session.commit()
+    return notification if moved else None
+
+
+def _apply_receipt(
+    session: Session, notification: Notification, to: str, code: str | None, now: datetime
+) -> bool:
     reason = None if to == "delivered" else (reason_for(code) or "undeliverable")
     detail = f"receipt: {to}" + (f" ({code})" if code else "")
     moved = transition(
@@ -233,8 +253,34 @@ def delivery_receipt(session: Session, form: dict[str, str], now: datetime) -> N
     )
     if moved and reason:
         after_sms_failure(session, notification, reason, now)
-    session.commit()
-    return notification if moved else None
+    return bool(moved)
+
+
+def _keep_for_later(session: Session, sid: str, to: str, code: str | None, now: datetime) -> None:
+    # Receipts nobody claims within a day were for messages that are not ours: forget them.
+    session.execute(
+        delete(EarlyReceipt).where(EarlyReceipt.received_at < now - EARLY_RECEIPTS_KEPT)
+    )
+    if session.get(EarlyReceipt, sid) is None:  # the first final state wins, as for a recorded send
+        session.add(EarlyReceipt(provider_id=sid, status=to, error_code=code, received_at=now))
+    try:
+        session.commit()
+    except IntegrityError:  # the same early receipt twice at once
+        session.rollback()
+
+
+def apply_early_receipts(session: Session, provider_ids: list[str], now: datetime) -> None:
+    """Applies the receipts that came before these sends were recorded (caller commits)."""
+    early = session.scalars(
+        select(EarlyReceipt).where(EarlyReceipt.provider_id.in_(provider_ids))
+    ).all()
+    for receipt in early:
+        notification = session.scalar(
+            select(Notification).where(Notification.provider_id == receipt.provider_id)
+        )
+        if notification is not None:
+            _apply_receipt(session, notification, receipt.status, receipt.error_code, now)
+        session.delete(receipt)
 
 
 def after_sms_failure(

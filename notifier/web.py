@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,6 +34,14 @@ from .track import delivery_receipt, receive
 def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     """`broker_ping`, when given, is called by /readyz and raises if the broker is unreachable."""
     app = FastAPI(title="notifier", version="0.1.0")
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The same shape as a bad booking event: the field, and why.
+        errors = [
+            (".".join(str(p) for p in e["loc"][1:]) or "body", e["msg"]) for e in exc.errors()
+        ]
+        return invalid("invalid_request", errors)
 
     def session() -> Iterator[Session]:
         with rt.sessions() as s:
@@ -71,7 +80,12 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         staff: str | None = None
 
     @app.post("/v1/appointments/{appointment_id}/remind", status_code=202)
-    def post_remind(appointment_id: str, given: RemindIn, s: Db, caller: Caller) -> dict[str, Any]:
+    def post_remind(
+        appointment_id: str, s: Db, caller: Caller, given: RemindIn | None = None
+    ) -> dict[str, Any]:
+        given = given or RemindIn()
+        if s.get(Appointment, appointment_id) is None:
+            raise HTTPException(404, f"no appointment {appointment_id!r}")
         try:
             result = remind(
                 s,

@@ -25,7 +25,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("NOTIFIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NEW_YORK = ZoneInfo("America/New_York")
 TABLES = (
-    "notification_events, notifications, inbound_messages, sms_opt_outs, appointments, patients,"
+    "notification_events, notifications, inbound_messages, sms_opt_outs, early_receipts,"
+    " appointments, patients,"
     " booking_events, api_keys"
 )
 

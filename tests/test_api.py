@@ -199,6 +199,34 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
 
 
-def test_a_future_occurred_at_is_refused(client: TestClient, rt: Runtime) -> None:
-    payload = event("booked", VISIT, occurred_at=rt.clock() + timedelta(hours=1))
-    assert client.post("/v1/events", json=payload, headers=AUTH).json()["field"] == "occurred_at"
+def test_an_event_from_a_clock_running_ahead_is_confirmed_now(
+    client: TestClient, rt: Runtime
+) -> None:
+    payload = event("booked", VISIT, occurred_at=rt.clock() + timedelta(days=1))
+    answer = client.post("/v1/events", json=payload, headers=AUTH)
+    assert answer.status_code == 202
+    due = {n["due_at"] for n in answer.json()["notifications"] if n["kind"] == "confirmation"}
+    assert due == {"2026-11-30T14:00:00Z"}  # now, not a day later
+
+
+def test_remind_without_a_body_texts_and_an_unknown_appointment_is_404(client: TestClient) -> None:
+    client.post("/v1/events", json=booked(), headers=AUTH)
+    answer = client.post("/v1/appointments/apt-1/remind", headers=AUTH)
+    assert answer.status_code == 202
+    assert [n["channel"] for n in answer.json()["notifications"]] == ["sms"]
+    assert client.post("/v1/appointments/nope/remind", headers=AUTH).status_code == 404
+
+
+def test_remind_with_a_bad_channel_says_which_and_why(client: TestClient) -> None:
+    client.post("/v1/events", json=booked(), headers=AUTH)
+    answer = client.post("/v1/appointments/apt-1/remind", json={"channels": ["fax"]}, headers=AUTH)
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "channels.0" and "sms" in answer.json()["reason"]
+
+
+def test_remind_for_a_cancelled_appointment_is_refused_with_the_reason(client: TestClient) -> None:
+    client.post("/v1/events", json=booked(), headers=AUTH)
+    cancelled = event("cancelled", VISIT, occurred_at=new_york(2026, 11, 30, 8, 58))
+    client.post("/v1/events", json=cancelled, headers=AUTH)
+    answer = client.post("/v1/appointments/apt-1/remind", headers=AUTH)
+    assert answer.status_code == 409 and "cancelled" in answer.text

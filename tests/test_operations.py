@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,7 @@ from notifier.cli import main
 from notifier.doctor import run
 from notifier.ingest import apply_event
 from notifier.runtime import Runtime
+from notifier.settings import EXAMPLE_CLINIC
 from notifier.simulate import run_until
 from notifier.web import create_app
 from tests.conftest import new_york
@@ -123,3 +125,46 @@ def test_json_logs_are_one_masked_object_a_line() -> None:
         "notifier.send",
         "to +1718•••0134 failed",
     )
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "scheduler"])
+def test_processes_that_work_together_need_a_shared_secret_key(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NOTIFIER_SECRET_KEY", raising=False)
+    monkeypatch.setenv("NOTIFIER_BROKER_URL", "redis://127.0.0.1:6379/0")
+    assert main([command]) == 2
+    assert "needs NOTIFIER_SECRET_KEY" in capsys.readouterr().err
+
+
+def test_a_bad_number_in_the_environment_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFIER_PROVIDER_TIMEOUT", "ten")
+    assert main(["templates", "check"]) == 2
+    assert (
+        "NOTIFIER_PROVIDER_TIMEOUT must be a number of seconds, not 'ten'"
+        in capsys.readouterr().err
+    )
+
+
+def test_the_demo_plays_the_clinic_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clinic = tmp_path / "clinic.toml"
+    clinic.write_text(
+        EXAMPLE_CLINIC.read_text().replace("North Shore Skin & Neurology", "Bayside Skin")
+    )
+    monkeypatch.setenv("NOTIFIER_CONFIG", str(clinic))
+    assert main(["demo", "--date", "2026-12-01"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("notifier demo: Bayside Skin, clinic day Tuesday 2026-12-01")
+    assert "Bayside Skin: Hi Ana, you're booked for Tue, Dec 1 at 10:00 AM" in out
+
+
+def test_templates_check_fails_without_templates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFIER_TEMPLATES", str(tmp_path))
+    assert main(["templates", "check"]) == 1
+    assert "no SMS templates" in capsys.readouterr().err

@@ -281,6 +281,7 @@ def test_serve_runs_everything_in_one_process_with_no_servers(tmp_path: Path) ->
 
         assert wait_until(both_sent, timeout=10), _logs(tmp_path)
         assert (tmp_path / "notifier.db").exists()
+        assert (tmp_path / "notifier.secret").stat().st_mode & 0o777 == 0o600
     finally:
         serve.terminate()
         serve.wait(timeout=10)
@@ -316,8 +317,9 @@ def test_the_sender_rate_limit_holds_across_two_worker_processes(
     finally:
         running.stop()
     times = sorted(m["received_at"] for m in fake_twilio.messages)
-    # Never more than 5 in any second (a little slack for the trip over loopback).
-    assert all(later - first >= 0.95 for first, later in zip(times, times[5:], strict=False))
+    # Never more than 5 in any second. The slots are exact; the slack is for a request that a
+    # busy machine delivers late while the next one is on time. Unthrottled, 20 take ~50 ms.
+    assert all(later - first >= 0.8 for first, later in zip(times, times[5:], strict=False))
     assert times[-1] - times[0] >= (20 - 1) / 5 - 0.1
 
 

@@ -3,7 +3,8 @@ every order, the opt-out registry, the email fallback and the signed email links
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Collection, Iterator
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -12,9 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from notifier.channels import Message
 from notifier.ingest import apply_event
 from notifier.links import make_token
-from notifier.models import Appointment, InboundMessage, Notification, SmsOptOut
+from notifier.models import Appointment, EarlyReceipt, InboundMessage, Notification, SmsOptOut
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
 from notifier.track import intent, keyword
@@ -160,13 +162,35 @@ def test_start_words_opt_back_in(client: TestClient, rt: Runtime, body: str) -> 
     assert confirmation(rt) == "unconfirmed"
 
 
+def answering_keywords_ourselves(rt: Runtime) -> Runtime:
+    """As with Twilio's own opt-out handling switched off for the account."""
+    policy = rt.clinic.policy.model_copy(update={"twilio_answers_keywords": False})
+    return dataclasses.replace(rt, clinic=rt.clinic.model_copy(update={"policy": policy}))
+
+
 @pytest.mark.parametrize("body", ["HELP", "info"])
-def test_help_answers_with_practice_phone_and_how_to_stop(
+def test_help_answers_with_practice_phone_and_how_to_stop(rt: Runtime, body: str) -> None:
+    ours = answering_keywords_ourselves(rt)
+    book(ours)
+    with TestClient(create_app(ours)) as client:
+        text = reply(client, ours, body).text
+    assert "North Shore Skin &amp; Neurology" in text and "STOP" in text and "555-0117" in text
+
+
+@pytest.mark.parametrize("body", ["STOP", "START", "HELP"])
+def test_twilio_answers_its_own_keywords_so_we_stay_silent(
     client: TestClient, rt: Runtime, body: str
 ) -> None:
     book(rt)
-    text = reply(client, rt, body).text
-    assert "North Shore Skin &amp; Neurology" in text and "STOP" in text and "555-0117" in text
+    answer = reply(client, rt, body)
+    assert answer.status_code == 200 and "<Message>" not in answer.text
+
+
+def test_a_confirmation_with_no_visit_ahead_goes_to_staff_with_one_auto_reply(
+    client: TestClient, rt: Runtime
+) -> None:
+    answers = [reply(client, rt, "C", sender="+12125550199").text for _ in range(2)]
+    assert ["<Message>" in a for a in answers] == [True, False]
 
 
 def test_anything_else_goes_to_the_inbox_with_one_auto_reply_a_day(
@@ -444,3 +468,39 @@ def test_tampered_and_expired_links_get_a_clear_page(
     answer = client.post(expired)
     assert (answer.status_code, "expired" in answer.text) == (410, True)
     assert confirmation(rt) == "unconfirmed"
+
+
+class ReceiptRacesTheCommit:
+    """Twilio's status callback arrives while the worker is still between call and commit."""
+
+    def __init__(self, rt: Runtime, client: TestClient, status: str, code: str | None) -> None:
+        self.rt, self.client, self.status, self.code = rt, client, status, code
+
+    def send(self, message: Message) -> str:
+        sid = self.rt.sms.send(message)
+        assert receipt(self.client, self.rt, sid, self.status, self.code).status_code == 204
+        return sid
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "status, code, final",
+    [("delivered", None, "delivered"), ("undelivered", "30006", "undelivered")],
+)
+def test_a_receipt_that_beats_the_commit_is_applied_when_the_send_is_recorded(
+    client: TestClient,
+    rt: Runtime,
+    fake_twilio: FakeTwilio,
+    status: str,
+    code: str | None,
+    final: str,
+) -> None:
+    book(rt, consent={"sms": True, "email": False, "marketing": False})
+    racing = dataclasses.replace(rt, sms=ReceiptRacesTheCommit(rt, client, status, code))
+    run_until(racing, rt.clock())
+    row = sent_sms(rt)
+    assert (row.status, row.error_code) == (final, code)
+    with rt.sessions() as session:
+        assert session.scalars(select(EarlyReceipt)).all() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+import redis
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -61,7 +62,10 @@ class TwilioSMS:
             {"from_": sender} if sender else {"messaging_service_sid": self.messaging_service_sid}
         )
         throttle_key = sender or self.messaging_service_sid or "default"
-        self.limiter.wait(throttle_key, self.per_second(throttle_key))
+        try:
+            self.limiter.wait(throttle_key, self.per_second(throttle_key))
+        except redis.RedisError as exc:  # nothing has left yet: safe to try again later
+            raise SendError("transient", f"rate limiter unavailable: {exc}") from exc
         try:
             created = self.client.messages.create(
                 to=message.to,

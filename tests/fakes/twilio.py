@@ -2,7 +2,8 @@
 
 It speaks enough of api.twilio.com for the real twilio SDK: create, list and fetch Messages,
 with Twilio's Basic auth, parameter validation and error bodies, plus programmable faults
-(error answers, hangs, accept-then-drop).  Stdlib only.  Run it alone for manual checks:
+(error answers, hangs, accept-then-drop), queued one by one or drawn at random (`chaos`).
+Stdlib only.  Run it alone for manual checks:
 
     python -m tests.fakes.twilio --port 8099
 """
@@ -16,13 +17,14 @@ import contextlib
 import json
 import math
 import operator
+import random
 import re
 import secrets
 import socket
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -89,6 +91,31 @@ class _Fault:
     seconds: float = 0.0
 
 
+_SERVER_ERROR = _Fault("error", status=500, code=20500, message="Internal Server Error")
+_TOO_MANY_REQUESTS = _Fault("error", status=429, code=20429, message="Too Many Requests")
+
+
+@dataclass(frozen=True)
+class _Chaos:
+    """Fault rates for `FakeTwilio.chaos`: each create draws at most one fault."""
+
+    error_rate: float
+    hang_rate: float
+    drop_rate: float
+    hang_seconds: float
+    rng: random.Random
+
+    def draw(self) -> _Fault | None:
+        roll = self.rng.random()
+        if roll < self.error_rate:
+            return _SERVER_ERROR if self.rng.random() < 0.5 else _TOO_MANY_REQUESTS
+        if roll < self.error_rate + self.hang_rate:
+            return _Fault("hang", seconds=self.hang_seconds)
+        if roll < self.error_rate + self.hang_rate + self.drop_rate:
+            return _Fault("drop")
+        return None
+
+
 @dataclass(frozen=True)
 class _Request:
     method: str
@@ -125,7 +152,9 @@ class FakeTwilio:
         self._messages: list[RecordedMessage] = []
         self._requests: list[RecordedRequest] = []
         self._faults: deque[_Fault] = deque()
-        # Set by stop() and reset() to release requests parked by hang_next.
+        self._chaos: _Chaos | None = None
+        self._injected: Counter[str] = Counter()
+        # Set by stop() and reset() to release requests parked by a hang.
         self._wake = threading.Event()
         self._server: _Server | None = None
 
@@ -188,13 +217,29 @@ class FakeTwilio:
         with self._lock:
             return list(self._requests)
 
+    def sids_by_recipient(self) -> dict[str, list[str]]:
+        """The SIDs of the accepted messages, grouped by `To`, oldest first.  Give each
+        notification a number of its own and a list longer than one is a duplicate send."""
+        grouped: dict[str, list[str]] = {}
+        for message in self.messages:
+            grouped.setdefault(message["to"], []).append(message["sid"])
+        return grouped
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """Faults dealt so far, queued or drawn: error_500, error_429 (…), hang, drop."""
+        with self._lock:
+            return dict(self._injected)
+
     def reset(self) -> None:
-        """Forget messages, requests and queued faults.  Requests still parked by hang_next
-        are released and closed unanswered, without being recorded."""
+        """Forget messages, requests, fault counts and queued faults, and end chaos.  Requests
+        still parked by a hang are released and closed unanswered, without being recorded."""
         with self._lock:
             self._messages.clear()
             self._requests.clear()
             self._faults.clear()
+            self._chaos = None
+            self._injected.clear()
             self._wake.set()
             self._wake = threading.Event()
 
@@ -218,13 +263,37 @@ class FakeTwilio:
         """Accept (and record) the next `times` creates, then close without answering."""
         self._queue(_Fault("drop"), times)
 
+    def chaos(
+        self,
+        error_rate: float = 0.10,
+        hang_rate: float = 0.02,
+        drop_rate: float = 0.01,
+        hang_seconds: float = 2.0,
+        seed: int | None = None,
+    ) -> None:
+        """From now on, faults come at random, once the queued ones are spent: an error (500,
+        or 429 with code 20429, half each), a hang of `hang_seconds` after which the message is
+        accepted all the same (the worst case for a client that gave up: Twilio sent it), or a
+        drop.  Rates are per create; `chaos(0, 0, 0)` ends it."""
+        if min(error_rate, hang_rate, drop_rate) < 0 or error_rate + hang_rate + drop_rate > 1:
+            raise ValueError("fault rates must be >= 0 and add up to at most 1")
+        rates = _Chaos(error_rate, hang_rate, drop_rate, hang_seconds, random.Random(seed))
+        with self._lock:
+            self._chaos = rates if error_rate + hang_rate + drop_rate else None
+
     def _queue(self, fault: _Fault, times: int) -> None:
         with self._lock:
             self._faults.extend([fault] * times)
 
     def _next_fault(self) -> _Fault | None:
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                fault: _Fault | None = self._faults.popleft()
+            else:
+                fault = self._chaos.draw() if self._chaos else None
+            if fault is not None:
+                self._injected[_label(fault)] += 1
+            return fault
 
     # -- request handling (runs on the server's threads) ------------------------------------
 
@@ -374,6 +443,10 @@ class FakeTwilio:
         }
 
 
+def _label(fault: _Fault) -> str:
+    return f"error_{fault.status}" if fault.kind == "error" else fault.kind
+
+
 def _validate(values: dict[str, str]) -> _Answer | None:
     """The checks Twilio makes on a new message, with its error codes (the order is the fake's)."""
     to = values.get("To", "")
@@ -468,6 +541,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], fake: FakeTwilio) -> None:
         self.fake = fake
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request resets its connection: expected of the processes a
+        # chaos run SIGKILLs, and not worth a traceback each.  Anything else still gets one.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
