@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -63,7 +64,8 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             payload = decode_json(await read_body(request))
         except InvalidEvent as exc:
             return invalid("invalid_event", exc.errors)
-        return accept_event(rt, s, payload)
+        # The database work in a thread: the event loop keeps taking other requests meanwhile.
+        return await run_in_threadpool(accept_event, rt, s, payload)
 
     @app.get("/v1/appointments/{appointment_id}")
     def get_appointment(appointment_id: str, s: Db, _: Caller) -> dict[str, Any]:
@@ -117,7 +119,7 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     @app.post("/twilio/inbound")
     async def twilio_inbound(request: Request, s: Db) -> Response:
         form = await twilio_form(request)
-        reply = receive(rt, s, form, rt.clock())
+        reply = await run_in_threadpool(receive, rt, s, form, rt.clock())
         twiml = MessagingResponse()
         if reply.kind:
             lang = reply.context["lang"]
@@ -126,7 +128,8 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
 
     @app.post("/twilio/status")
     async def twilio_status(request: Request, s: Db) -> Response:
-        delivery_receipt(s, await twilio_form(request), rt.clock())
+        form = await twilio_form(request)
+        await run_in_threadpool(delivery_receipt, s, form, rt.clock())
         return Response(status_code=204)
 
     pages = Jinja2Templates(directory=rt.settings.templates_dir / "pages")
@@ -198,7 +201,7 @@ def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:
         return invalid("invalid_event", exc.errors)
     except EventConflict as exc:
         return JSONResponse({"error": "conflict", "reason": str(exc)}, status_code=409)
-    appointment = s.get_one(Appointment, outcome.appointment_id, populate_existing=True)
+    appointment = s.get_one(Appointment, outcome.appointment_id)
     answer = {
         "event": {
             "id": outcome.event_id,

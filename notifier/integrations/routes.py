@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -40,7 +41,7 @@ def router(
         if isinstance(event, Ignored):
             return _ignored(event)
         with rt.sessions() as session:
-            return accept(session, event)
+            return await run_in_threadpool(accept, session, event)
 
     @routes.post("/v1/integrations/calcom", status_code=202)
     async def post_calcom(request: Request) -> JSONResponse:
@@ -56,7 +57,7 @@ def router(
                 return invalid("invalid_webhook", exc.errors)
             if isinstance(event, Ignored):
                 return _ignored(event)
-            return accept(session, event)
+            return await run_in_threadpool(accept, session, event)
 
     return routes
 
