@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo serve test lint typecheck check services clean
+.PHONY: install demo serve test lint typecheck check services chromium bench clean
 
 $(BIN)/notifier: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ serve: install
 services:
 	scripts/ensure-services
 
-test: install services
+chromium:
+	scripts/ensure-chromium
+
+test: install services chromium
 	$(BIN)/pytest -q
 
 lint: install

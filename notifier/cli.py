@@ -1,4 +1,4 @@
-"""The `notifier` command: the processes of DESIGN.md and the staff tools."""
+"""The `notifier` command: the service's processes and the staff tools."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ from . import db, logs
 from .clinic import ConfigError
 from .runtime import Runtime
 from .settings import Settings
+from .staff.commands import add_commands, add_template_commands
 
 log = logging.getLogger("notifier")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check)
+    quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check) or (
+        args.run.__module__ == "notifier.staff.commands"
+    )
     structured = os.environ.get("NOTIFIER_LOG_FORMAT") == "json"
     logs.configure(logging.WARNING if quiet else logging.INFO, structured)
     try:
@@ -70,8 +73,14 @@ def parser() -> argparse.ArgumentParser:
     key_cmd.add_argument("action", choices=["create"])
     key_cmd.add_argument("name")
     command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
-    templates_cmd = command("templates", templates_check, "SMS templates and their segments")
-    templates_cmd.add_argument("action", choices=["check"])
+    templates_cmd = commands.add_parser("templates", help="SMS templates: check all, preview one")
+    template_actions = templates_cmd.add_subparsers(required=True, metavar="ACTION")
+    check_help = "every SMS template and its segments"
+    template_actions.add_parser("check", help=check_help, description=check_help).set_defaults(
+        run=templates_check
+    )
+    add_template_commands(template_actions)
+    add_commands(commands)
     remind_cmd = command("remind", remind_now, "send a reminder for an appointment now")
     remind_cmd.add_argument("appointment_id")
     remind_cmd.add_argument("--channel", choices=["sms", "email"], action="append")

@@ -1,4 +1,4 @@
-"""The process environment (DESIGN.md's configuration contract), read once at start."""
+"""The process environment (the configuration contract of docs/configuration.md), read once."""
 
 from __future__ import annotations
 

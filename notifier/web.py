@@ -8,7 +8,7 @@ from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -29,6 +29,8 @@ from .metrics import exposition
 from .models import ApiKey, Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
+from .staff import router as staff_routes
+from .stats import stats
 from .track import delivery_receipt, receive
 
 
@@ -173,6 +175,11 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         return link_page(request, token, s, act=True)
 
     app.include_router(integration_routes(rt, api_key, partial(accept_event, rt)))
+    app.include_router(staff_routes(rt), prefix="/staff")
+
+    @app.get("/v1/stats")
+    def get_stats(s: Db, _: Caller, weeks: int = Query(8, ge=1, le=52)) -> dict[str, Any]:
+        return stats(s, rt.clinic, rt.clock(), weeks)
 
     @app.get("/metrics")
     def metrics() -> Response:

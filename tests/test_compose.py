@@ -21,7 +21,7 @@ from notifier.cli import parser
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-# The processes of DESIGN.md, each with the subcommand it must run.
+# The processes of the contract (docs/deploy.md), each with the subcommand it must run.
 PROCESSES = {
     "migrate": ["db", "upgrade"],
     "web": ["web"],

@@ -1,0 +1,141 @@
+"""Staff accounts: passwords hashed with Argon2id, never stored or shown in the clear."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .models import StaffSession, StaffUser
+
+MIN_PASSWORD_LENGTH = 10
+# Wrong passwords in a row that close an account for LOCK_FOR: slows guessing to a crawl.
+LOCK_AFTER = 5
+LOCK_FOR = timedelta(minutes=15)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+_hasher = PasswordHasher()
+
+
+class AccountError(Exception):
+    """The account cannot be created or changed; the message says why, for the person typing."""
+
+
+class LoginRefused(Exception):
+    """Shown on the login page as it is."""
+
+
+@cache
+def _decoy_hash() -> str:
+    # Checked when the address is unknown, so that a wrong address takes as long to refuse
+    # as a wrong password and the timing does not tell who has an account.
+    return _hasher.hash("no one's password")
+
+
+def normalize_email(email: str) -> str:
+    address = email.strip().lower()
+    if not _EMAIL.match(address):
+        raise AccountError(f"not an email address: {email!r}")
+    return address
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def find(session: Session, email: str) -> StaffUser | None:
+    return session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+
+
+def _existing(session: Session, email: str) -> StaffUser:
+    user = find(session, email)
+    if user is None:
+        raise AccountError(f"no staff account for {email.strip().lower()}")
+    return user
+
+
+def create_staff(session: Session, email: str, password: str, now: datetime) -> StaffUser:
+    address = normalize_email(email)
+    _check_password(password)
+    if find(session, address) is not None:
+        raise AccountError(f"{address} already has an account (use `notifier staff password`)")
+    user = StaffUser(
+        email=address,
+        password_hash=_hasher.hash(password),
+        active=True,
+        created_at=now,
+        failed_logins=0,
+    )
+    session.add(user)
+    session.commit()
+    return user
+
+
+def set_password(session: Session, email: str, password: str) -> StaffUser:
+    """A new password, and every session signed in with the old one ends."""
+    user = _existing(session, email)
+    _check_password(password)
+    user.password_hash = _hasher.hash(password)
+    user.failed_logins = 0
+    _sign_out(session, user)
+    session.commit()
+    return user
+
+
+def set_active(session: Session, email: str, active: bool) -> StaffUser:
+    """Closes an account (its sessions end at once) or opens it again."""
+    user = _existing(session, email)
+    user.active = active
+    if not active:
+        _sign_out(session, user)
+    session.commit()
+    return user
+
+
+def _sign_out(session: Session, user: StaffUser) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.staff_user_id == user.id))
+
+
+def authenticate(session: Session, email: str, password: str, now: datetime) -> StaffUser:
+    """The account these credentials open; LoginRefused otherwise."""
+    user = find(session, email)
+    if user is None or not user.active:
+        _verifies(_decoy_hash(), password)
+        raise LoginRefused("Wrong email or password.")
+    if _locked(user, now):
+        raise LoginRefused(
+            f"Too many wrong passwords: this account opens again {LOCK_FOR.seconds // 60}"
+            " minutes after the last try."
+        )
+    if not _verifies(user.password_hash, password):
+        user.failed_logins += 1
+        user.last_failed_at = now
+        session.commit()
+        raise LoginRefused("Wrong email or password.")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    user.failed_logins = 0
+    user.last_login_at = now
+    session.commit()
+    return user
+
+
+def _verifies(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except VerificationError:
+        return False
+
+
+def _locked(user: StaffUser, now: datetime) -> bool:
+    return (
+        user.failed_logins >= LOCK_AFTER
+        and user.last_failed_at is not None
+        and now - user.last_failed_at < LOCK_FOR
+    )

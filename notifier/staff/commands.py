@@ -1,0 +1,211 @@
+"""The staff's side of the `notifier` command: accounts, CSV import, an appointment's plan,
+and template previews. cli.py adds these to its parser."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from ..clinic import ConfigError
+from ..csv_import import ImportFileError, import_csv
+from ..doctor import example_context
+from ..render import TemplateMissing, sms_segments
+from ..runtime import Runtime
+from ..settings import Settings
+from .accounts import AccountError, create_staff, set_active, set_password
+from .models import StaffUser
+from .timeline import Entry, Timeline, UnknownAppointment, timeline
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`staff create|password|disable|enable`, `import` and `plan`."""
+    _add_staff(commands)
+    help = "import booking rows from a CSV file (columns: docs/staff.md)"
+    importing = commands.add_parser("import", help=help, description=help)
+    importing.add_argument("file", type=Path)
+    importing.set_defaults(run=import_file)
+    help = "every message of an appointment, and the text of those still ahead"
+    plan = commands.add_parser("plan", help=help, description=help)
+    plan.add_argument("appointment_id")
+    plan.set_defaults(run=show_plan)
+
+
+def _add_staff(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    staff = commands.add_parser("staff", help="staff accounts for the dashboard")
+    actions = staff.add_subparsers(required=True, metavar="ACTION")
+    for name, run, help in (
+        ("create", staff_create, "create a dashboard account (the password is asked for)"),
+        ("password", staff_password, "set a new password; the account's sessions end"),
+    ):
+        sub = actions.add_parser(name, help=help, description=help)
+        sub.add_argument("email")
+        sub.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+        sub.set_defaults(run=run)
+    for name, help in (
+        ("disable", "close an account: it cannot sign in and its sessions end"),
+        ("enable", "open a closed account again"),
+    ):
+        sub = actions.add_parser(name, help=help, description=help)
+        sub.add_argument("email")
+        sub.set_defaults(run=staff_access, active=name == "enable")
+
+
+def add_template_commands(templates: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`templates preview`, beside cli.py's `templates check` in the same group."""
+    help = "render a template with an example appointment and count its SMS segments"
+    preview = templates.add_parser("preview", help=help, description=help)
+    preview.add_argument("kind", help="reminder, confirmation, aftercare, …")
+    preview.add_argument("--channel", choices=["sms", "email"], default="sms")
+    preview.add_argument("--lang", choices=["en", "es"], default="en")
+    preview.set_defaults(run=preview_template)
+
+
+def _runtime() -> Runtime:
+    try:
+        return Runtime.build(Settings.from_env())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _fail(message: object, code: int = 1) -> int:
+    print(f"notifier: {message}", file=sys.stderr)
+    return code
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Same password again: ") != password:
+        raise AccountError("the two passwords differ")
+    return password
+
+
+def staff_create(args: argparse.Namespace) -> int:
+    return _account(
+        lambda s, now: create_staff(s, args.email, _password(args.password_stdin), now),
+        "staff account created: {email}",
+    )
+
+
+def staff_password(args: argparse.Namespace) -> int:
+    return _account(
+        lambda s, now: set_password(s, args.email, _password(args.password_stdin)),
+        "password changed: {email} (signed out everywhere)",
+    )
+
+
+def staff_access(args: argparse.Namespace) -> int:
+    return _account(
+        lambda s, now: set_active(s, args.email, args.active),
+        "{email} can " + ("now" if args.active else "no longer") + " sign in",
+    )
+
+
+def _account(change: Callable[[Session, datetime], StaffUser], done: str) -> int:
+    rt = _runtime()
+    try:
+        with rt.sessions() as session:
+            user = change(session, rt.clock())
+    except AccountError as exc:
+        return _fail(exc)
+    print(done.format(email=user.email))
+    return 0
+
+
+def import_file(args: argparse.Namespace) -> int:
+    rt = _runtime()
+    try:
+        report = import_csv(rt, args.file, progress=sys.stderr.isatty())
+    except ImportFileError as exc:
+        return _fail(exc, 2)
+    for error in report.errors:
+        column = f" {error.column}:" if error.column else ""
+        print(f"{args.file}:{error.line}:{column} {error.reason}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def show_plan(args: argparse.Namespace) -> int:
+    rt = _runtime()
+    with rt.sessions() as session:
+        try:
+            plan = timeline(rt, session, args.appointment_id, rt.clock())
+        except UnknownAppointment as exc:
+            return _fail(exc)
+        print_plan(plan, sys.stdout)
+    return 0
+
+
+def print_plan(plan: Timeline, out: TextIO) -> None:
+    a, zone = plan.appointment, plan.location.zone
+    start = a.start_at.astimezone(zone)
+    out.write(
+        f"{a.id}: {a.patient.first_name} {a.patient.last_name}, {start:%a %b %d %Y %H:%M %Z}"
+        f" at {plan.location.name}; {a.status}, {a.confirmation.replace('_', ' ')}\n"
+    )
+    for entry in plan.entries:
+        _print_entry(entry, zone, out)
+
+
+def _print_entry(entry: Entry, zone: ZoneInfo, out: TextIO) -> None:
+    n = entry.notification
+    due = n.due_at.astimezone(zone)
+    why = f" ({n.reason})" if n.reason else ""
+    out.write(f"  {due:%a %b %d %H:%M}  {n.kind:<12} {n.channel:<5} {n.status}{why}\n")
+    if entry.preview is None:
+        return
+    if entry.preview.subject:
+        out.write(f"      Subject: {entry.preview.subject}\n")
+    for line in entry.preview.text.splitlines():
+        out.write(f"      {line}\n" if line.strip() else "\n")
+    if entry.preview.segments is not None:
+        out.write(f"      ({_length(entry.preview.text)})\n")
+
+
+def _length(text: str) -> str:
+    segments = sms_segments(text)
+    return f"{len(text)} characters, {segments} SMS segment{'s' * (segments != 1)}"
+
+
+def preview_template(args: argparse.Namespace) -> int:
+    rt = _runtime()
+    if args.kind not in rt.renderer.kinds():
+        return _fail(f"no templates for {args.kind!r}; kinds: {', '.join(rt.renderer.kinds())}")
+    try:
+        rendered = rt.renderer.render(args.kind, args.channel, args.lang, _example(rt, args))
+    except TemplateMissing as exc:
+        return _fail(exc)
+    if rendered.subject:
+        print(f"Subject: {rendered.subject}\n")
+    print(rendered.text)
+    if args.channel == "sms":
+        print(f"\n({_length(rendered.text)})")
+    return 0
+
+
+def _example(rt: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+    """The clinic's own names in the worst case for length: its longest location name and
+    treatment wording, a long first name and a long date."""
+    location = max(rt.clinic.locations, key=lambda loc: len(loc.name))
+    wording = max((t.wording(args.lang) for t in rt.clinic.treatments), key=len)
+    context = example_context(args.kind, args.lang)
+    context["practice"] = {"name": rt.clinic.practice.name}
+    context["location"] = {
+        "id": location.id,
+        "name": location.name,
+        "phone": location.display_phone,
+        "address": location.address,
+    }
+    context["treatment"] = {**context["treatment"], "name": wording}
+    return context

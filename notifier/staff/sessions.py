@@ -1,0 +1,102 @@
+"""Signed-in staff sessions: a random token in a cookie, its hash and a CSRF token in the table.
+
+A session ends after IDLE without a page view, after LIFETIME whatever happens, on logout, and
+when the password changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_
+from sqlalchemy.orm import Session
+
+from .models import StaffSession, StaffUser
+
+COOKIE = "notifier_staff"
+IDLE = timedelta(hours=12)
+LIFETIME = timedelta(days=7)
+# last_seen_at is written at most this often: one write per click would be wasted work.
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Flash:
+    level: str  # ok | error
+    text: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start(session: Session, user: StaffUser, now: datetime) -> str:
+    """Signs `user` in; returns the token for the cookie (the table keeps only its hash)."""
+    _forget_expired(session, now)
+    token = secrets.token_urlsafe(32)
+    session.add(
+        StaffSession(
+            id=_digest(token),
+            staff_user_id=user.id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            last_seen_at=now,
+        )
+    )
+    session.commit()
+    return token
+
+
+def current(session: Session, token: str, now: datetime) -> StaffSession | None:
+    """The live session behind a cookie's token, or None (and an expired one is deleted)."""
+    row = session.get(StaffSession, _digest(token))
+    if row is None:
+        return None
+    if _expired(row, now) or not row.user.active:
+        session.delete(row)
+        session.commit()
+        return None
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+        session.commit()
+    return row
+
+
+def end(session: Session, token: str) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.id == _digest(token)))
+    session.commit()
+
+
+def csrf_ok(row: StaffSession, given: object) -> bool:
+    return isinstance(given, str) and hmac.compare_digest(row.csrf_token, given)
+
+
+def set_flash(session: Session, row: StaffSession, level: str, text: str) -> None:
+    row.flash = json.dumps({"level": level, "text": text})
+    session.commit()
+
+
+def pop_flash(session: Session, row: StaffSession) -> Flash | None:
+    if row.flash is None:
+        return None
+    flash = Flash(**json.loads(row.flash))
+    row.flash = None
+    session.commit()
+    return flash
+
+
+def _expired(row: StaffSession, now: datetime) -> bool:
+    return now - row.last_seen_at >= IDLE or now - row.created_at >= LIFETIME
+
+
+def _forget_expired(session: Session, now: datetime) -> None:
+    session.execute(
+        delete(StaffSession).where(
+            or_(StaffSession.last_seen_at <= now - IDLE, StaffSession.created_at <= now - LIFETIME)
+        )
+    )

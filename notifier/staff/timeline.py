@@ -1,0 +1,86 @@
+"""One appointment's messages: what happened to each, and what is still ahead rendered exactly
+as the patient will get it. The dashboard and `notifier plan` both show this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ..clinic import Location
+from ..models import PENDING, Appointment, InboundMessage, Notification
+from ..render import sms_segments
+from ..runtime import Runtime
+from ..send import compose
+
+
+@dataclass(frozen=True)
+class Preview:
+    subject: str | None
+    text: str
+    segments: int | None  # SMS only
+
+
+@dataclass(frozen=True)
+class Entry:
+    notification: Notification
+    preview: Preview | None  # only for messages still ahead
+
+    @property
+    def ahead(self) -> bool:
+        return self.preview is not None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    appointment: Appointment
+    location: Location
+    entries: list[Entry]  # by due time
+    replies: list[InboundMessage]
+
+    @property
+    def ahead(self) -> list[Entry]:
+        return [e for e in self.entries if e.ahead]
+
+    @property
+    def past(self) -> list[Entry]:
+        return [e for e in self.entries if not e.ahead]
+
+
+class UnknownAppointment(LookupError):
+    pass
+
+
+def timeline(rt: Runtime, session: Session, appointment_id: str, now: datetime) -> Timeline:
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise UnknownAppointment(f"no appointment {appointment_id!r}")
+    location = rt.clinic.location(appointment.location_id)
+    if location is None:
+        raise UnknownAppointment(
+            f"appointment {appointment_id!r} is at {appointment.location_id!r},"
+            " which the clinic config no longer has"
+        )
+    notifications = session.scalars(
+        select(Notification)
+        .where(Notification.appointment_id == appointment_id)
+        .options(selectinload(Notification.history))
+        .order_by(Notification.due_at, Notification.id)
+    )
+    entries = [
+        Entry(n, preview(rt, n, now) if n.status in PENDING else None) for n in notifications
+    ]
+    replies = session.scalars(
+        select(InboundMessage)
+        .where(InboundMessage.appointment_id == appointment_id)
+        .order_by(InboundMessage.received_at)
+    )
+    return Timeline(appointment, location, entries, list(replies))
+
+
+def preview(rt: Runtime, n: Notification, now: datetime) -> Preview:
+    message = compose(rt, n, now)
+    segments = sms_segments(message.text) if n.channel == "sms" else None
+    return Preview(message.subject, message.text, segments)
