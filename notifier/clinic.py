@@ -89,6 +89,15 @@ class Location(_Strict):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
+    def for_templates(self) -> dict[str, str]:
+        """What a message says of the location."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "phone": self.display_phone,
+            "address": self.address,
+        }
+
     @property
     def display_phone(self) -> str:
         number = phonenumbers.parse(self.phone)

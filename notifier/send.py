@@ -309,12 +309,7 @@ def context(
     return {
         "lang": patient.language,
         "practice": {"name": rt.clinic.practice.name},
-        "location": {
-            "id": location.id,
-            "name": location.name,
-            "phone": location.display_phone,
-            "address": location.address,
-        },
+        "location": location.for_templates(),
         "patient": {"first_name": patient.first_name},
         "appointment": {
             "start": appointment.start_at.astimezone(zone),

@@ -216,12 +216,7 @@ def reply_context(
     return {
         "lang": patient.language if patient else "en",
         "practice": {"name": rt.clinic.practice.name},
-        "location": {
-            "id": location.id,
-            "name": location.name,
-            "phone": location.display_phone,
-            "address": location.address,
-        },
+        "location": location.for_templates(),
         "patient": {"first_name": patient.first_name if patient else ""},
     }
 

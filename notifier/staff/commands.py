@@ -201,11 +201,6 @@ def _example(rt: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     wording = max((t.wording(args.lang) for t in rt.clinic.treatments), key=len)
     context = example_context(args.kind, args.lang)
     context["practice"] = {"name": rt.clinic.practice.name}
-    context["location"] = {
-        "id": location.id,
-        "name": location.name,
-        "phone": location.display_phone,
-        "address": location.address,
-    }
+    context["location"] = location.for_templates()
     context["treatment"] = {**context["treatment"], "name": wording}
     return context
