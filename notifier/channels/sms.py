@@ -45,7 +45,13 @@ class TwilioSMS:
         limiter: RateLimiter | None = None,
         per_second: Callable[[str], float] = lambda sender: 1.0,
     ) -> None:
-        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        # Proxies from the environment are read once here: requests would read them again on
+        # every call, a tenth of a send's time.
+        proxies = requests.utils.get_environ_proxies(base_url) or None
+        http = TwilioHttpClient(timeout=timeout, proxy=proxies)
+        if http.session is not None:
+            http.session.trust_env = False
+        self.client = Client(account_sid, auth_token, http_client=http)
         self.client.api.base_url = base_url.rstrip("/")
         # TWILIO_EDGE / TWILIO_REGION in the environment would rewrite the host of base_url.
         self.client.edge = None
