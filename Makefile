@@ -29,6 +29,10 @@ chromium:
 test: install services chromium
 	$(BIN)/pytest -q
 
+# Measurements, not tests: each prints its figures against its target and a baseline.
+bench: install services
+	$(BIN)/python benchmarks/run_all.py
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

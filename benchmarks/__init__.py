@@ -1,1 +1,1 @@
-"""Benchmarks of notifier (issue 7): each `benchmarks/<name>.py` runs alone; see README.md."""
+"""Benchmarks of notifier: each `benchmarks/<name>.py` runs alone; see README.md."""

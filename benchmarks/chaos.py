@@ -1,4 +1,4 @@
-"""The long chaos run (issue 4): N due SMS (20,000 by default) through two clocks and Celery
+"""The long chaos run: N due SMS (20,000 by default) through two clocks and Celery
 workers while processes are SIGKILLed, Redis is crashed and the fake Twilio errs, hangs and
 drops. Prints the figures and writes them to benchmarks/results/chaos.json.
 

@@ -1,4 +1,4 @@
-"""The chaos run (issue 4): N due SMS through the production shape while everything fails.
+"""The chaos run: N due SMS through the production shape while everything fails.
 
 The real processes (two `notifier scheduler`s, Celery `notifier worker`s) run on a PostgreSQL
 database and a Redis server of the run's own, and send through the twilio SDK to the fake Twilio,

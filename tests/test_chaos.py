@@ -1,4 +1,4 @@
-"""Exactly once under chaos (issue 4), at CI size: 2,000 due SMS through two clocks and two
+"""Exactly once under chaos, at CI size: 2,000 due SMS through two clocks and two
 Celery workers while processes are SIGKILLed, Redis is crashed and the provider errs, hangs
 and drops. The long run is benchmarks/chaos.py."""
 
