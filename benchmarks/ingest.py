@@ -133,7 +133,6 @@ def main() -> None:
         __doc__.splitlines()[0],
         events={"type": int, "default": None, "help": "events (default 8000, quick 1600)"},
         clients={"type": int, "default": 8, "help": "concurrent clients (default 8)"},
-        workers={"type": int, "default": 1, "help": "notifier web --workers (default 1)"},
     )
     n = args.events or (1600 if args.quick else 8000)
     clients = args.clients
@@ -146,7 +145,7 @@ def main() -> None:
     with postgres_database(clinic) as url:
         env = notifier_env(url, None, None, clinic, NOTIFIER_API_KEYS=KEY)
         with Processes(env, logs) as procs:
-            web = procs.notifier("web", "--port", str(port), "--workers", str(args.workers))
+            web = procs.notifier("web", "--port", str(port))
             if not wait_until(lambda: _ready(base_url), timeout=30):
                 raise RuntimeError(f"notifier web did not come up; logs in {logs}")
             now = datetime.now(UTC)
@@ -175,7 +174,7 @@ def main() -> None:
             say(f"healthz: {health['per_second']:.0f}/s, p99 {health['p99_ms']:.1f} ms")
     figures = [
         Figure(
-            f"ingest POST /v1/events ({clients} clients, {n} events, {args.workers} web procs)",
+            f"ingest POST /v1/events ({clients} clients, {n} events, 1 web process)",
             events["per_second"],
             "req/s",
             target=TARGET_PER_SECOND,

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from . import db, logs
 from .clinic import ConfigError
@@ -55,9 +54,6 @@ def parser() -> argparse.ArgumentParser:
         sub = command(name, run, help)
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
-    commands.choices["web"].add_argument(
-        "--workers", type=int, default=1, help="HTTP processes (each with its own connections)"
-    )
     worker_cmd = command(
         "worker", worker, "the Celery worker that sends (needs NOTIFIER_BROKER_URL)"
     )
@@ -153,29 +149,7 @@ def web(args: argparse.Namespace) -> None:
     rt = _runtime(_distributed("web", needs_broker=False))
     with rt.sessions() as session:  # a location or treatment added to the file is known at once
         db.sync_clinic(session, rt.clinic)
-    if args.workers == 1:
-        _run_web(rt, args.host, args.port)
-        return
-    import uvicorn
-
-    rt.engine.dispose()  # each process makes its own, in web_app
-    uvicorn.run(
-        "notifier.cli:web_app",
-        factory=True,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-    )
-
-
-def web_app() -> Any:
-    """The app of one of several `notifier web --workers N` processes."""
-    from .web import create_app
-
-    logs.configure(logging.INFO, os.environ.get("NOTIFIER_LOG_FORMAT") == "json")
-    rt = _runtime(_distributed("web", needs_broker=False))
-    return create_app(rt, _broker_ping(rt))
+    _run_web(rt, args.host, args.port)
 
 
 def _run_web(rt: Runtime, host: str, port: int) -> None:
