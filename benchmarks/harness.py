@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from notifier import db  # noqa: E402
 from notifier.clinic import load_clinic  # noqa: E402
 from notifier.settings import EXAMPLE_CLINIC  # noqa: E402
+from tests.fakes import free_port, wait_until  # noqa: E402, F401  (used by the benchmarks)
 from tests.fakes.twilio import FakeTwilio  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -287,12 +287,6 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(_libpq(url), autocommit=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class RedisServer:
     url: str
@@ -370,15 +364,6 @@ def notifier_env(
             "TWILIO_API_BASE_URL": twilio.url,
         }
     return env | extra
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 @dataclass

@@ -36,8 +36,8 @@ from notifier import db
 from notifier.models import Appointment, Notification, Patient
 from notifier.settings import EXAMPLE_CLINIC
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.fakes import FakeTwilio, wait_until
-from tests.test_processes import NOTIFIER, free_port
+from tests.fakes import FakeTwilio, free_port, wait_until
+from tests.test_processes import NOTIFIER
 
 FINAL = frozenset({"sent", "delivered", "undelivered", "failed", "suppressed", "cancelled"})
 # 555 numbers are valid US numbers to phonenumbers; five area codes give 50,000 of them.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -24,17 +23,11 @@ from twilio.request_validator import RequestValidator
 from notifier import db
 from tests.conftest import REDIS_URL, TABLES, unthrottled_clinic
 from tests.events import event
-from tests.fakes import FakeTwilio, SMTPSink, wait_until
+from tests.fakes import FakeTwilio, SMTPSink, free_port, wait_until
 
 NOTIFIER = [sys.executable, "-m", "notifier"]
 AUTH = {"Authorization": "Bearer test-key"}
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:

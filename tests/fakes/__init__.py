@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,3 +36,10 @@ def wait_until(
             return False
         time.sleep(interval)
     return True
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
