@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import time
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -98,7 +99,7 @@ class Location(_Strict):
             "address": self.address,
         }
 
-    @property
+    @cached_property  # formatting a number costs more than rendering the message around it
     def display_phone(self) -> str:
         number = phonenumbers.parse(self.phone)
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from .channels import Message
+from .channels import Message, Unpaced
 from .ingest import apply_event
 from .models import Notification
 from .runtime import Runtime
@@ -23,7 +23,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 @dataclass
-class Recorder:
+class Recorder(Unpaced):
     """A channel that keeps what it was given, stamped with the simulated time."""
 
     channel: str

@@ -29,7 +29,7 @@ CLAIM_BATCH = 500
 # Claimed and not yet taken by a worker: past this the clock waits, so a backlog stays in the
 # database (where it costs nothing) instead of piling up in the broker past its lease.
 MAX_QUEUED = 2000
-IDS_PER_TASK = 20
+IDS_PER_TASK = 100
 TICK_SECONDS = 1.0
 
 Enqueue = Callable[[Sequence[int]], None]

@@ -78,6 +78,7 @@ def sms_channel(settings: Settings, clinic: Clinic) -> Channel:
         timeout=settings.provider_timeout,
         limiter=rate_limiter(settings),
         per_second=clinic.sms_per_second,
+        connections=settings.send_concurrency,
     )
 
 

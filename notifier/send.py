@@ -7,8 +7,12 @@ second worker or a re-plan racing with us can never make a message go out twice.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -51,7 +55,8 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
     """Sends the claimed (`queued`) notifications among `ids`; returns the state each ended in.
 
     One batch shares its reads, its claim and its record of what was sent, so the database
-    is visited a few times per batch rather than per message.
+    is visited a few times per batch rather than per message; its provider calls run side by
+    side, since each mostly waits on the network.
     """
     with rt.sessions() as session:
         now = rt.clock()
@@ -67,14 +72,21 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
                 fates[n.id] = _skip(session, n, skip, now)
         batch = Batch(rt, session, worker)
         batch.hold(ready)
-        for n, message in ready:
-            fates[n.id] = batch.send(n, message)
+        fates.update(batch.send_all(ready))
         batch.record_sent()
         return fates
 
 
+# How often the answers collected so far are written down while a batch is still sending.
+RECORD_EVERY_SECONDS = 1.0
+
+
 class Batch:
-    """The messages one worker holds (`sending`, with a lease) while it calls the provider."""
+    """The messages one worker holds (`sending`, with a lease) while it calls the provider.
+
+    The session belongs to the calling thread; the pool threads only wait for their slot and
+    call the provider, and renew the lease through a session of their own.
+    """
 
     def __init__(self, rt: Runtime, session: Session, worker: str) -> None:
         self.rt, self.session, self.worker = rt, session, worker
@@ -82,6 +94,7 @@ class Batch:
         self.held: set[int] = set()
         self.lease_until = rt.clock()
         self.sent: list[dict[str, Any]] = []
+        self._renewing = threading.Lock()
 
     def hold(self, ready: list[tuple[Notification, Message]]) -> None:
         """queued → sending for the whole batch, with each body stored for reconciliation."""
@@ -99,52 +112,114 @@ class Batch:
             self.session.execute(update(Notification), bodies)
         self.session.commit()
 
-    def send(self, n: Notification, message: Message) -> str:
+    def send_all(self, ready: list[tuple[Notification, Message]]) -> dict[int, str]:
+        """Calls the provider for each held message at its sender's next slot, up to
+        `send_concurrency` at a time, and records failures as their answers come back."""
+        fates = {n.id: "lost-race" for n, _ in ready if n.id not in self.held}
+        paced = self._pace([(n, m) for n, m in ready if n.id in self.held], fates)
+        pool = _calls(self.rt.settings.send_concurrency)
+        calls = {pool.submit(self._call, n, m, at): n for at, n, m in paced}
+        recorded = time.monotonic()
+        for call in as_completed(calls):
+            n = calls[call]
+            try:
+                provider_id = call.result()
+            except SendError as exc:
+                fates[n.id] = _failed_send(self.rt, self.session, n, exc)
+                continue
+            if provider_id is None:
+                fates[n.id] = "lost-race"
+                continue
+            self.sent.append({"nid": n.id, "pid": provider_id, "at": self.rt.clock()})
+            fates[n.id] = "sent"
+            if time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
+                self.record_sent()
+                recorded = time.monotonic()
+        return fates
+
+    def _pace(
+        self, held: list[tuple[Notification, Message]], fates: dict[int, str]
+    ) -> list[tuple[float, Notification, Message]]:
+        """When (time.monotonic) each message may go, soonest first; a channel that cannot say
+        fails its rows."""
+        paced: list[tuple[float, Notification, Message]] = []
+        for channel_name, channel in (("sms", self.rt.sms), ("email", self.rt.email)):
+            mine = [(n, m) for n, m in held if n.channel == channel_name]
+            if not mine:
+                continue
+            start = time.monotonic()
+            try:
+                delays = channel.pace([m for _, m in mine])
+            except SendError as exc:
+                for n, _ in mine:
+                    fates[n.id] = _failed_send(self.rt, self.session, n, exc)
+                continue
+            paced += [(start + d, n, m) for (n, m), d in zip(mine, delays, strict=True)]
+        return sorted(paced, key=lambda item: item[0])
+
+    def _call(self, n: Notification, message: Message, at: float) -> str | None:
+        """In a pool thread: the provider's id for the message, or None if the row is no
+        longer this worker's to send."""
+        pause = at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
         # Never call the provider for a row whose lease could lapse before the answer: the
         # reaper would call it unknown and reconciliation might send it again.
-        if (
-            self.rt.clock() + timedelta(seconds=self.rt.settings.provider_timeout + 10)
-            >= self.lease_until
-        ):
+        if self._lease_too_short():
             self._renew()
         if n.id not in self.held:
-            return "lost-race"
+            return None
         channel = self.rt.sms if n.channel == "sms" else self.rt.email
-        try:
-            provider_id = channel.send(message)
-        except SendError as exc:
-            return _failed_send(self.rt, self.session, n, exc)
-        self.sent.append({"nid": n.id, "pid": provider_id, "at": self.rt.clock()})
-        return "sent"
+        return channel.send(message)
+
+    def _lease_too_short(self) -> bool:
+        margin = timedelta(seconds=self.rt.settings.provider_timeout + 10)
+        return self.rt.clock() + margin >= self.lease_until
+
+    def _renew(self) -> None:
+        with self._renewing:
+            if not self._lease_too_short():  # another thread renewed while this one waited
+                return
+            now = self.rt.clock()
+            until = now + self.lease
+            with self.rt.sessions() as session:
+                renewed = session.scalars(
+                    update(Notification)
+                    .where(
+                        Notification.id.in_(self.held),
+                        Notification.status == "sending",
+                        Notification.lease_owner == self.worker,
+                    )
+                    .values(lease_until=until, updated_at=now)
+                    .returning(Notification.id),
+                    execution_options={"synchronize_session": False},
+                )
+                self.held = set(renewed)
+                session.commit()
+            self.lease_until = until
 
     def record_sent(self) -> None:
         if self.sent:
-            self.session.execute(_MARK_SENT, self.sent)
-            history = [
-                {"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in self.sent
-            ]
+            sent, self.sent = self.sent, []
+            self.session.execute(_MARK_SENT, sent)
+            history = [{"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in sent]
             self.session.execute(insert(NotificationEvent), history)
-            apply_early_receipts(self.session, [r["pid"] for r in self.sent], self.rt.clock())
-            self.sent = []
+            apply_early_receipts(self.session, [r["pid"] for r in sent], self.rt.clock())
         self.session.commit()
 
-    def _renew(self) -> None:
-        self.record_sent()
-        now = self.rt.clock()
-        self.lease_until = now + self.lease
-        renewed = self.session.scalars(
-            update(Notification)
-            .where(
-                Notification.id.in_(self.held),
-                Notification.status == "sending",
-                Notification.lease_owner == self.worker,
-            )
-            .values(lease_until=self.lease_until, updated_at=now)
-            .returning(Notification.id),
-            execution_options={"synchronize_session": False},
-        )
-        self.held = set(renewed)
-        self.session.commit()
+
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _calls(size: int) -> ThreadPoolExecutor:
+    """The process's threads for provider calls. Keyed by pid too: a forked worker process
+    inherits the dict but not the threads."""
+    key = (os.getpid(), size)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="provider")
+        return _pools[key]
 
 
 _table = cast(Table, Notification.__table__)

@@ -35,6 +35,8 @@ class Settings:
     retry_base_seconds: float = 30.0
     # A claimed row whose task never ran (broker restarted, say) is claimed again after this.
     queue_lease_seconds: float = 120.0
+    # Provider calls one worker process has in flight at once: a call mostly waits on the network.
+    send_concurrency: int = 16
 
     @property
     def sending_lease_seconds(self) -> float:
@@ -70,6 +72,7 @@ class Settings:
             queue_lease_seconds=_seconds(
                 env, "NOTIFIER_QUEUE_LEASE_SECONDS", cls.queue_lease_seconds
             ),
+            send_concurrency=_count(env, "NOTIFIER_SEND_CONCURRENCY", cls.send_concurrency),
         )
 
 
@@ -84,3 +87,12 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ValueError(f"{name} must be more than 0 seconds, not {given!r}")
     return value
+
+
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    given = env.get(name)
+    if not given:
+        return default
+    if not given.isdigit() or int(given) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {given!r}")
+    return int(given)

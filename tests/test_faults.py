@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from notifier.channels import Channel, Message
+from notifier.channels.sms import TwilioSMS
 from notifier.dispatch import tick
 from notifier.ingest import apply_event
 from notifier.logs import mask
@@ -164,6 +166,9 @@ class DiesAfter:
         self.channel = channel
         self.reach_provider = reach_provider
 
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        return self.channel.pace(messages)
+
     def send(self, message: Message) -> str:
         if self.reach_provider:
             self.channel.send(message)
@@ -281,6 +286,9 @@ class SlowProvider:
         self.channel, self.clock, self.meanwhile = channel, clock, meanwhile
         self.calls = 0
 
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        return self.channel.pace(messages)
+
     def send(self, message: Message) -> str:
         self.calls += 1
         if self.calls == 1:
@@ -292,20 +300,74 @@ class SlowProvider:
         return self.channel.find(message, known)
 
 
+def book_patients(rt: Runtime, count: int) -> list[int]:
+    """Books `count` patients and claims their confirmations: the ids of one batch."""
+    for n in range(count):
+        with rt.sessions() as session:
+            payload = event(
+                "booked", VISIT, occurred_at=rt.clock(), consent=SMS_ONLY,
+                appointment_id=f"apt-{n}", patient_id=f"pat-{n}", phone=f"+1718555010{n}",
+            )  # fmt: skip
+            apply_event(session, rt.clinic, payload, rt.clock())
+    ids: list[int] = []
+    tick(rt, ids.extend, "clock")
+    return ids
+
+
+class AllAtOnce:
+    """Lets no call through until `count` calls are waiting together."""
+
+    def __init__(self, channel: Channel, count: int) -> None:
+        self.channel = channel
+        self.barrier = threading.Barrier(count, timeout=10)
+
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        return self.channel.pace(messages)
+
+    def send(self, message: Message) -> str:
+        self.barrier.wait()  # BrokenBarrierError if the calls came one after another
+        return self.channel.send(message)
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        return self.channel.find(message, known)
+
+
+def test_a_batch_has_its_provider_calls_in_flight_together(
+    rt: Runtime, fake_twilio: FakeTwilio
+) -> None:
+    from notifier.send import deliver
+
+    ids = book_patients(rt, 4)
+    fates = deliver(dataclasses.replace(rt, sms=AllAtOnce(rt.sms, 4)), ids)
+    assert [fates[i] for i in ids] == ["sent"] * 4
+    assert sorted(m["to"] for m in fake_twilio.messages) == [f"+1718555010{n}" for n in range(4)]
+    with rt.sessions() as session:
+        assert {session.get_one(Notification, i).status for i in ids} == {"sent"}
+
+
+def test_an_unreachable_rate_limiter_sends_nothing_and_retries_later(
+    rt: Runtime, fake_twilio: FakeTwilio
+) -> None:
+    from notifier.ratelimit import RedisRateLimiter
+    from notifier.send import deliver
+
+    ids = book_patients(rt, 2)
+    assert isinstance(rt.sms, TwilioSMS)
+    rt.sms.limiter = RedisRateLimiter("redis://127.0.0.1:9/0")  # nothing listens there
+    fates = deliver(rt, ids)
+    assert [fates[i] for i in ids] == ["scheduled", "scheduled"]
+    assert fake_twilio.messages == []
+    with rt.sessions() as session:
+        last = session.get_one(Notification, ids[0]).history[-1]
+    assert last.status == "scheduled" and "rate limiter unavailable" in (last.detail or "")
+
+
 def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
     rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
 ) -> None:
     from notifier.send import deliver
 
-    for n in range(3):
-        with rt.sessions() as session:
-            payload = event(
-                "booked", VISIT, occurred_at=clock(), consent=SMS_ONLY,
-                appointment_id=f"apt-{n}", patient_id=f"pat-{n}", phone=f"+1718555010{n}",
-            )  # fmt: skip
-            apply_event(session, rt.clinic, payload, clock())
-    ids: list[int] = []
-    tick(rt, ids.extend, "clock")
+    ids = book_patients(rt, 3)
 
     def reaper_takes_the_last_row() -> None:
         with rt.sessions() as session:
@@ -317,7 +379,8 @@ def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
             session.commit()
 
     slow = SlowProvider(rt.sms, clock, reaper_takes_the_last_row)
-    fates = deliver(dataclasses.replace(rt, sms=slow), ids)
+    one_at_a_time = dataclasses.replace(rt.settings, send_concurrency=1)
+    fates = deliver(dataclasses.replace(rt, sms=slow, settings=one_at_a_time), ids)
     assert [fates[i] for i in ids] == ["sent", "sent", "lost-race"]
     assert len(fake_twilio.messages) == 2
     with rt.sessions() as session:

@@ -137,15 +137,24 @@ def test_processes_that_work_together_need_a_shared_secret_key(
     assert "needs NOTIFIER_SECRET_KEY" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "name, value, complaint",
+    [
+        ("NOTIFIER_PROVIDER_TIMEOUT", "ten", "must be a number of seconds, not 'ten'"),
+        ("NOTIFIER_SEND_CONCURRENCY", "0", "must be a whole number of at least 1, not '0'"),
+        ("NOTIFIER_SEND_CONCURRENCY", "2.5", "must be a whole number of at least 1, not '2.5'"),
+    ],
+)
 def test_a_bad_number_in_the_environment_is_named(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    complaint: str,
 ) -> None:
-    monkeypatch.setenv("NOTIFIER_PROVIDER_TIMEOUT", "ten")
+    monkeypatch.setenv(name, value)
     assert main(["templates", "check"]) == 2
-    assert (
-        "NOTIFIER_PROVIDER_TIMEOUT must be a number of seconds, not 'ten'"
-        in capsys.readouterr().err
-    )
+    assert f"{name} {complaint}" in capsys.readouterr().err
 
 
 def test_the_demo_plays_the_clinic_of_the_environment(

@@ -4,7 +4,7 @@ every order, the opt-out registry, the email fallback and the signed email links
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -421,7 +421,13 @@ def test_an_undeliverable_receipt_sends_the_email_instead(
     book(rt, consent={"sms": True, "email": True, "marketing": False})
     clock.now = new_york(2026, 12, 3, 8, 0)
     run_until(rt, clock())
-    two_hour = fake_twilio.messages[-1]["sid"]
+    with rt.sessions() as session:
+        two_hour = session.scalars(
+            select(Notification.provider_id)
+            .where(Notification.channel == "sms", Notification.status == "sent")
+            .order_by(Notification.due_at.desc())
+        ).first()
+    assert two_hour is not None
     emails_before = len(smtp.messages)
     receipt(client, rt, two_hour, "undelivered", "30006")
     run_until(rt, clock())
@@ -475,6 +481,9 @@ class ReceiptRacesTheCommit:
 
     def __init__(self, rt: Runtime, client: TestClient, status: str, code: str | None) -> None:
         self.rt, self.client, self.status, self.code = rt, client, status, code
+
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        return self.rt.sms.pace(messages)
 
     def send(self, message: Message) -> str:
         sid = self.rt.sms.send(message)

@@ -5,7 +5,7 @@ Callers branch only on `SendError.outcome`; nothing about a provider leaks above
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -45,9 +45,20 @@ class Message:
 
 
 class Channel(Protocol):
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        """Seconds from now at which each message may be sent (a provider's rate limit)."""
+        ...
+
     def send(self, message: Message) -> str: ...
 
     def find(self, message: Message, known: Collection[str]) -> str | None:
         """The provider's id for `message` if the provider took it (ids in `known` belong to
         other notifications); None if it did not. SendError if it cannot tell."""
         ...
+
+
+class Unpaced:
+    """For a channel with no rate of its own to keep: every message may go at once."""
+
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        return [0.0] * len(messages)

@@ -8,10 +8,10 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import Message, Outcome, SendError
+from . import Message, Outcome, SendError, Unpaced
 
 
-class SMTPEmail:
+class SMTPEmail(Unpaced):
     def __init__(self, url: str, mail_from: str, *, timeout: float = 15.0) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:

@@ -8,10 +8,10 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import Message
+from . import Message, Unpaced
 
 
-class Outbox:
+class Outbox(Unpaced):
     """Appends each message to a plain text file that reads like a log of what patients got."""
 
     def __init__(self, path: Path, channel: str) -> None:

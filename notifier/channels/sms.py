@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
 
 import redis
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -44,6 +46,7 @@ class TwilioSMS:
         timeout: float = 10.0,
         limiter: RateLimiter | None = None,
         per_second: Callable[[str], float] = lambda sender: 1.0,
+        connections: int = 16,
     ) -> None:
         # Proxies from the environment are read once here: requests would read them again on
         # every call, a tenth of a send's time.
@@ -51,6 +54,9 @@ class TwilioSMS:
         http = TwilioHttpClient(timeout=timeout, proxy=proxies)
         if http.session is not None:
             http.session.trust_env = False
+            # One kept-alive connection for each call a worker process has in flight.
+            for scheme in ("https://", "http://"):
+                http.session.mount(scheme, HTTPAdapter(pool_maxsize=connections))
         self.client = Client(account_sid, auth_token, http_client=http)
         self.client.api.base_url = base_url.rstrip("/")
         # TWILIO_EDGE / TWILIO_REGION in the environment would rewrite the host of base_url.
@@ -62,16 +68,32 @@ class TwilioSMS:
         self.limiter = limiter or LocalRateLimiter()
         self.per_second = per_second
 
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        """Seconds from now at which each message may go: its sender's next free slots,
+        reserved for the whole batch in one step per sender."""
+        by_sender: dict[str, list[int]] = defaultdict(list)
+        for i, message in enumerate(messages):
+            by_sender[self._throttle_key(message)].append(i)
+        delays = [0.0] * len(messages)
+        for key, indexes in by_sender.items():
+            rate = self.per_second(key)
+            try:
+                first = self.limiter.reserve(key, rate, len(indexes))
+            except redis.RedisError as exc:  # nothing has left yet: safe to try again later
+                raise SendError("transient", f"rate limiter unavailable: {exc}") from exc
+            for k, i in enumerate(indexes):
+                delays[i] = first + k / rate
+        return delays
+
+    def _throttle_key(self, message: Message) -> str:
+        return message.sender or self.from_number or self.messaging_service_sid or "default"
+
     def send(self, message: Message) -> str:
+        """Sends now: the caller has waited for the slot `pace` gave it."""
         sender = message.sender or self.from_number
         route = (
             {"from_": sender} if sender else {"messaging_service_sid": self.messaging_service_sid}
         )
-        throttle_key = sender or self.messaging_service_sid or "default"
-        try:
-            self.limiter.wait(throttle_key, self.per_second(throttle_key))
-        except redis.RedisError as exc:  # nothing has left yet: safe to try again later
-            raise SendError("transient", f"rate limiter unavailable: {exc}") from exc
         try:
             created = self.client.messages.create(
                 to=message.to,
