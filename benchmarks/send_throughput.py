@@ -2,7 +2,8 @@
 
 Ours: N due manual SMS rows → `notifier scheduler` (claim, enqueue ids) → Redis → `notifier
 worker --concurrency C` (re-check, render, twilio SDK) → the fake Twilio → `sent`. Timed from
-the first claim (its history row) to the last `sent_at`, both stamped by the processes.
+the first batch a worker took (its `sending` history row) to the last `sent_at`, both stamped
+by the processes.
 
 Baseline, same run, same broker, same worker settings and pool size: one Celery no-op task per
 message (`benchmarks/noop_app.py`), N tasks enqueued before the worker starts, timed from the
@@ -95,7 +96,7 @@ def ours(
         wall = time.monotonic() - started
         cpu_used = cpu.stop()
         time.sleep(1.5)  # let any duplicate reach the fake before counting
-        first_claim = _one(conn, "SELECT min(at) FROM notification_events WHERE status = 'queued'")
+        first_claim = _one(conn, "SELECT min(at) FROM notification_events WHERE status = 'sending'")
         last_sent = _one(conn, "SELECT max(sent_at) FROM notifications")
         statuses = dict(conn.execute("SELECT status, count(*) FROM notifications GROUP BY 1"))
     seconds = (last_sent - first_claim).total_seconds() if done else wall

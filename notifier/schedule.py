@@ -23,11 +23,14 @@ def transition(
     to_status: str,
     now: datetime,
     detail: str | None = None,
+    *,
+    history: bool = True,
     **values: Any,
 ) -> list[int]:
     """Moves the rows still in one of `from_statuses` to `to_status`; returns the ids that moved.
 
     The row count decides who won: an id missing from the answer was moved by someone else first.
+    Each move is written to the rows' history unless `history` is False.
     """
     if not isinstance(ids, Select):
         ids = list(ids)
@@ -39,6 +42,8 @@ def transition(
         .values(status=to_status, updated_at=now, **values)
         .returning(Notification.id)
     )
+    if not history:
+        return list(session.scalars(stmt, execution_options={"synchronize_session": False}))
     if session.get_bind().dialect.name == "postgresql":
         # One statement moves the rows and writes their history: a claim of a thousand rows
         # costs one round trip, and no thousand-row list passes through Python twice.

@@ -87,15 +87,8 @@ def test_transient_twilio_errors_back_off_and_then_send(
     run_until(rt, clock() + timedelta(minutes=1))
     assert confirmation(rt).status == "sent"
     assert len(fake_twilio.messages) == 1
-    assert history(rt, row.id) == [
-        "scheduled",
-        "queued",
-        "sending",
-        "scheduled",
-        "queued",
-        "sending",
-        "sent",
-    ]
+    # The claims (queued) leave no history row: the clock's busiest statement stays one UPDATE.
+    assert history(rt, row.id) == ["scheduled", "sending", "scheduled", "sending", "sent"]
 
 
 def test_transient_errors_give_up_after_the_limit(
