@@ -40,9 +40,9 @@ NAME = "claim_scale"
 DUE = 1000
 TARGET_MS = 20.0
 TARGET_RATIO = 1.5
-# The claim's row finder, as dispatch.claim_due builds it, for EXPLAIN.
+# The claim's row finder, as in dispatch.claim_due, for EXPLAIN.
 FIND_DUE = (
-    "SELECT id FROM notifications WHERE status = 'scheduled' AND due_at <= %s"
+    "SELECT ctid FROM notifications WHERE status = 'scheduled' AND due_at <= %s"
     " ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 

@@ -14,10 +14,10 @@ from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
-from .models import Notification
+from .models import Notification, UTCDateTime
 from .reconcile import reconcile
 from .runtime import Runtime
 from .schedule import transition
@@ -35,6 +35,27 @@ TICK_SECONDS = 1.0
 Enqueue = Callable[[Sequence[int]], None]
 
 
+# On PostgreSQL the claim is one statement that finds, locks and moves the due rows. It names
+# them by their place in the table (ctid), which the row lock keeps still until the update, so
+# the update needs no second index lookup per row. Two clocks claiming at once skip each
+# other's rows instead of waiting on them.
+_CLAIM = text(
+    """
+    WITH due AS (
+        SELECT ctid FROM notifications
+        WHERE status = 'scheduled' AND due_at <= :now
+        ORDER BY due_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE notifications
+    SET status = 'queued', updated_at = :now, lease_owner = :owner, lease_until = :until
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM due)) AND status = 'scheduled'
+    RETURNING id
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
+
+
 def claim_due(
     session: Session,
     now: datetime,
@@ -47,25 +68,20 @@ def claim_due(
     The clock's busiest statement writes no history: `queued` is a hand-off that lasts
     milliseconds, the row names its clock and time (`lease_owner`, `updated_at`) while it lasts,
     and an abandoned claim is written down when the reaper returns it."""
-    due = (
-        select(Notification.id)
-        .where(Notification.status == "scheduled", Notification.due_at <= now)
-        .order_by(Notification.due_at)
-        .limit(limit)
-    )
     if session.get_bind().dialect.name == "postgresql":
-        # Two clocks claiming at once skip each other's rows instead of waiting on them.
-        due = due.with_for_update(skip_locked=True)
-    ids = transition(
-        session,
-        due,
-        ["scheduled"],
-        "queued",
-        now,
-        history=False,
-        lease_owner=owner,
-        lease_until=now + lease,
-    )
+        values = {"now": now, "limit": limit, "owner": owner, "until": now + lease}
+        ids = list(session.scalars(_CLAIM, values))
+    else:
+        due = (
+            select(Notification.id)
+            .where(Notification.status == "scheduled", Notification.due_at <= now)
+            .order_by(Notification.due_at)
+            .limit(limit)
+        )
+        ids = transition(
+            session, due, ["scheduled"], "queued", now,
+            history=False, lease_owner=owner, lease_until=now + lease,
+        )  # fmt: skip
     session.commit()
     return ids
 

@@ -107,6 +107,8 @@ class Appointment(Base):
 
 
 PENDING = ("scheduled", "queued")
+# The states whose lease the reaper and reconciliation watch.
+IN_FLIGHT = "status IN ('queued', 'sending', 'unknown')"
 
 
 class Notification(Base):
@@ -127,7 +129,7 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
     reason: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(32))
-    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -148,7 +150,22 @@ class Notification(Base):
             postgresql_where=text("status = 'scheduled'"),
             sqlite_where=text("status = 'scheduled'"),
         ),
-        Index("ix_notifications_status_lease", "status", "lease_until"),
+        # The indexes below hold only the rows they are looked up for, so the claim, which
+        # moves rows that have neither a provider id nor an in-flight state yet, adds no entry
+        # to either.
+        Index(
+            "ix_notifications_status_lease",
+            "status",
+            "lease_until",
+            postgresql_where=text(IN_FLIGHT),
+            sqlite_where=text(IN_FLIGHT),
+        ),
+        Index(
+            "ix_notifications_provider_id",
+            "provider_id",
+            postgresql_where=text("provider_id IS NOT NULL"),
+            sqlite_where=text("provider_id IS NOT NULL"),
+        ),
     )
 
 
