@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo serve test lint typecheck check services chromium bench clean
+.PHONY: install demo serve test lint typecheck check services test-tools bench clean
 
 $(BIN)/notifier: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,10 @@ serve: install
 services:
 	scripts/ensure-services
 
-chromium:
-	scripts/ensure-chromium
+test-tools:
+	scripts/ensure-test-tools
 
-test: install services chromium
+test: install services test-tools
 	$(BIN)/pytest -q
 
 # Measurements, not tests: each prints its figures against its target and a baseline.

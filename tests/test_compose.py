@@ -181,7 +181,7 @@ def _compose_cli() -> list[str] | None:
 def test_docker_compose_accepts_the_file() -> None:
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        pytest.fail("no `docker compose` nor `docker-compose`: run scripts/ensure-test-tools")
     env = {**os.environ, "NOTIFIER_SECRET_KEY": "for-the-check"}
     checked = subprocess.run(
         [*cli, "--file", str(COMPOSE), "config", "--quiet"],

@@ -2,7 +2,7 @@
 texts a reminder and sees it arrive at (fake) Twilio, handles a reply; and the doors stay shut
 for a wrong password, a forged form and an expired session.
 
-The browser is Debian's chromium (scripts/ensure-chromium), not one Playwright downloads.
+The browser is Debian's chromium (scripts/ensure-test-tools), not one Playwright downloads.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium")
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-test-tools")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
