@@ -8,18 +8,23 @@ import hashlib
 import logging
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import db, logs
 from .clinic import ConfigError
 from .runtime import Runtime
 from .settings import Settings
 from .staff.commands import add_commands, add_template_commands
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("notifier")
 
@@ -54,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
         sub = command(name, run, help)
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
+        if name == "web":
+            sub.add_argument(
+                "--workers",
+                type=_positive,
+                default=1,
+                help="processes sharing the port (default 1); each uses up to one core",
+            )
     worker_cmd = command(
         "worker", worker, "the Celery worker that sends (needs NOTIFIER_BROKER_URL)"
     )
@@ -149,7 +161,18 @@ def web(args: argparse.Namespace) -> None:
     rt = _runtime(_distributed("web", needs_broker=False))
     with rt.sessions() as session:  # a location or treatment added to the file is known at once
         db.sync_clinic(session, rt.clinic)
-    _run_web(rt, args.host, args.port)
+    if args.workers == 1:
+        _run_web(rt, args.host, args.port)
+    else:
+        rt.engine.dispose()  # each worker process connects for itself
+        _run_web_processes(args.host, args.port, args.workers)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
 
 
 def _run_web(rt: Runtime, host: str, port: int) -> None:
@@ -159,6 +182,46 @@ def _run_web(rt: Runtime, host: str, port: int) -> None:
 
     # log_config=None: uvicorn's lines go through our handlers, masked and in the chosen format.
     uvicorn.run(create_app(rt, _broker_ping(rt)), host=host, port=port, log_config=None)
+
+
+def _run_web_processes(host: str, port: int, workers: int) -> None:
+    """`workers` processes answering on one port, each started afresh by uvicorn's supervisor,
+    which restarts any that dies."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        f"{__name__}:web_process_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+    )
+    Multiprocess(config, sockets=[_listening_socket(host, port)]).run()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The shared listening socket, made here rather than by uvicorn: asyncio sets TCP_NODELAY
+    only on connections whose socket says IPPROTO_TCP, and uvicorn's own leaves the protocol at 0
+    (Kludex/uvicorn#3149). Without it every keep-alive answer after the first waits ~40 ms for
+    the client's delayed ACK."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def web_process_app() -> FastAPI:
+    """The app of one `notifier web --workers N` process. Each builds its own runtime, so no two
+    processes share a database connection."""
+    from .web import create_app
+
+    logs.configure(logging.INFO, os.environ.get("NOTIFIER_LOG_FORMAT") == "json")
+    rt = _runtime(_distributed("web", needs_broker=False))
+    return create_app(rt, _broker_ping(rt))
 
 
 def _broker_ping(rt: Runtime) -> Callable[[], None] | None:

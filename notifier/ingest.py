@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
-from .models import Appointment, BookingEvent, Patient
+from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime
 from .schedule import replan
 
 EventType = Literal[
@@ -171,6 +174,10 @@ class Outcome:
     appointment_id: str
     outcome: str  # applied | ignored_stale
     duplicate: bool
+    # What this event wrote, so that an answer needs no second read: the appointment when the
+    # event was applied, and its notifications when the event made them all (a new one).
+    appointment: Appointment | None = field(default=None, compare=False)
+    notifications: list[Notification] | None = field(default=None, compare=False)
 
 
 def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -> Outcome:
@@ -180,29 +187,39 @@ def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -
     digest = payload_digest(payload)
     # Insert first and let the primary key say whether the event is new: one round trip
     # instead of two for the usual case.
-    record = BookingEvent(
-        id=event.id,
-        appointment_id=event.appointment.id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        received_at=now,
-        payload_sha256=digest,
-        outcome="applied",
-    )
-    session.add(record)
+    record = {
+        "id": event.id,
+        "appointment_id": event.appointment.id,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "received_at": now,
+        "payload_sha256": digest,
+        "outcome": "applied",
+    }
     try:
-        session.flush()
+        session.execute(insert(BookingEvent), record)
     except IntegrityError:  # the event was applied before (or is being applied right now)
         session.rollback()
         return _replayed(session.get_one(BookingEvent, event.id), digest)
     appointment = session.get(Appointment, event.appointment.id, with_for_update=True)
     if appointment is not None and event.occurred_at < appointment.last_event_at:
-        record.outcome = "ignored_stale"
-    else:
-        appointment = _apply(session, event, appointment, now)
-        replan(session, appointment, clinic, now)
+        session.execute(
+            update(BookingEvent).where(BookingEvent.id == event.id).values(outcome="ignored_stale")
+        )
+        session.commit()
+        return Outcome(event.id, event.appointment.id, "ignored_stale", duplicate=False)
+    new = appointment is None
+    appointment = _apply(session, event, appointment, now)
+    added = replan(session, appointment, clinic, now, new=new)
     session.commit()
-    return Outcome(event.id, event.appointment.id, record.outcome, duplicate=False)
+    return Outcome(
+        event.id,
+        event.appointment.id,
+        "applied",
+        duplicate=False,
+        appointment=appointment,
+        notifications=added if new else None,
+    )
 
 
 def _replayed(seen: BookingEvent, digest: str) -> Outcome:
@@ -256,16 +273,44 @@ def _learned(event: EventIn, now: datetime) -> datetime:
 
 
 def _upsert_patient(session: Session, given: PatientIn, now: datetime) -> Patient:
-    patient = session.get(Patient, given.id) or Patient(id=given.id)
-    patient.first_name = given.first_name
-    patient.last_name = given.last_name
-    patient.phone = given.phone
-    patient.email = given.email
-    patient.language = given.language
-    patient.time_zone = given.time_zone
-    patient.consent_sms = given.consent.sms
-    patient.consent_email = given.consent.email
-    patient.consent_marketing = given.consent.marketing
-    patient.updated_at = now
-    session.add(patient)
-    return patient
+    """One statement whether the patient is new or known; the Patient it returns (and any
+    already in the session) holds what was just written."""
+    values = {
+        "id": given.id,
+        "first_name": given.first_name,
+        "last_name": given.last_name,
+        "phone": given.phone,
+        "email": given.email,
+        "language": given.language,
+        "time_zone": given.time_zone,
+        "consent_sms": given.consent.sms,
+        "consent_email": given.consent.email,
+        "consent_marketing": given.consent.marketing,
+        "updated_at": now,
+    }
+    return session.scalars(
+        _patient_upsert(), values, execution_options={"populate_existing": True}
+    ).one()
+
+
+@cache
+def _patient_upsert() -> ExecutableReturnsRows:
+    """In text, understood alike by PostgreSQL and SQLite: SQLAlchemy's own ON CONFLICT
+    statements are compiled anew on every use (they have no cache key), which costs more than
+    running them. Built once."""
+    upsert = text(
+        "INSERT INTO patients (id, first_name, last_name, phone, email, language, time_zone,"
+        " consent_sms, consent_email, consent_marketing, updated_at)"
+        " VALUES (:id, :first_name, :last_name, :phone, :email, :language, :time_zone,"
+        " :consent_sms, :consent_email, :consent_marketing, :updated_at)"
+        " ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,"
+        " last_name = excluded.last_name, phone = excluded.phone, email = excluded.email,"
+        " language = excluded.language, time_zone = excluded.time_zone,"
+        " consent_sms = excluded.consent_sms, consent_email = excluded.consent_email,"
+        " consent_marketing = excluded.consent_marketing, updated_at = excluded.updated_at"
+        " RETURNING id, first_name, last_name, phone, email, language, time_zone, consent_sms,"
+        " consent_email, consent_marketing, updated_at"
+    )
+    upsert = upsert.bindparams(bindparam("updated_at", type_=UTCDateTime()))
+    # The RETURNING list is in the model's column order: text columns are matched by position.
+    return select(Patient).from_statement(upsert.columns(*Patient.__table__.c))

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Boolean,
+    Select,
+    String,
+    bindparam,
+    column,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session, aliased
 
 from .clinic import Clinic
 from .models import PENDING, Appointment, Notification, NotificationEvent, Patient, UTCDateTime
@@ -85,22 +99,19 @@ def visit(appointment: Appointment) -> Visit:
     )
 
 
-def replan(session: Session, appointment: Appointment, clinic: Clinic, now: datetime) -> None:
+def replan(
+    session: Session, appointment: Appointment, clinic: Clinic, now: datetime, new: bool = False
+) -> list[Notification]:
     """Brings the stored rows in line with the plan: new ones inserted, obsolete pending ones
-    cancelled, unchanged ones (whatever their state) kept."""
+    cancelled, unchanged ones (whatever their state) kept. Returns the inserted ones. `new`
+    says the appointment was just created, so it has no rows to read yet."""
     location = clinic.location(appointment.location_id)
     treatment = clinic.treatment(appointment.treatment_id)
     if location is None or treatment is None:
         raise LookupError(f"appointment {appointment.id}: location or treatment not in config")
     who = recipient(appointment.patient, location.zone)
     wanted = plan(visit(appointment), who, treatment, clinic.policy, now)
-    stored = session.scalars(
-        select(Notification).where(
-            Notification.appointment_id == appointment.id,
-            Notification.kind != "manual",
-            Notification.status != "cancelled",
-        )
-    ).all()
+    stored = [] if new else _replannable(session, appointment.id)
     have = {(n.kind, n.channel, n.slot, n.planned_for) for n in stored}
     keep = {(*p.key, p.due_at) for p in wanted}
     obsolete = [
@@ -109,7 +120,16 @@ def replan(session: Session, appointment: Appointment, clinic: Clinic, now: date
         if n.status in PENDING and (n.kind, n.channel, n.slot, n.planned_for) not in keep
     ]
     transition(session, obsolete, PENDING, "cancelled", now, "plan changed", reason="plan_changed")
-    add(session, appointment, [p for p in wanted if (*p.key, p.due_at) not in have], now)
+    return add(session, appointment, [p for p in wanted if (*p.key, p.due_at) not in have], now)
+
+
+def _replannable(session: Session, appointment_id: str) -> list[Notification]:
+    query = select(Notification).where(
+        Notification.appointment_id == appointment_id,
+        Notification.kind != "manual",
+        Notification.status != "cancelled",
+    )
+    return list(session.scalars(query))
 
 
 def add(
@@ -119,6 +139,13 @@ def add(
     now: datetime,
     staff: str | None = None,
 ) -> list[Notification]:
+    """Inserts the planned notifications, scheduled, with their history; returns them in plan
+    order."""
+    if not planned:
+        return []
+    detail = "manual" if staff else "planned"
+    if session.get_bind().dialect.name == "postgresql":
+        return _insert_planned(session, appointment, planned, now, staff, detail)
     rows = [
         Notification(
             appointment_id=appointment.id,
@@ -140,5 +167,105 @@ def add(
     ]
     session.add_all(rows)
     session.flush()
-    record(session, [r.id for r in rows], "scheduled", now, "manual" if staff else "planned")
+    record(session, [r.id for r in rows], "scheduled", now, detail)
     return rows
+
+
+def _insert_planned(
+    session: Session,
+    appointment: Appointment,
+    planned: list[Planned],
+    now: datetime,
+    staff: str | None,
+    detail: str,
+) -> list[Notification]:
+    session.flush()  # a new appointment's patient_id is set by the flush
+    values = {
+        "appointment_id": appointment.id,
+        "patient_id": appointment.patient_id,
+        "kinds": [p.kind for p in planned],
+        "channels": [p.channel for p in planned],
+        "slots": [p.slot for p in planned],
+        "ask_confirm": [p.ask_confirm for p in planned],
+        "due_at": [p.due_at for p in planned],
+        "expires_at": [p.expires_at for p in planned],
+        "staff": staff,
+        "now": now,
+        "detail": detail,
+    }
+    return list(session.scalars(_insert_planned_statement(), values))
+
+
+@cache
+def _insert_planned_statement() -> Select[tuple[Notification]]:
+    """PostgreSQL: the rows and their history in one statement whose text is the same however
+    many rows a plan has (one array per column), so it is parsed and planned once per
+    connection, not once per booking as a multi-row VALUES list would be. Built once: building
+    it costs more than running it."""
+    given = (
+        func.unnest(
+            bindparam("kinds", type_=ARRAY(String())),
+            bindparam("channels", type_=ARRAY(String())),
+            bindparam("slots", type_=ARRAY(String())),
+            bindparam("ask_confirm", type_=ARRAY(Boolean())),
+            bindparam("due_at", type_=ARRAY(UTCDateTime())),
+            bindparam("expires_at", type_=ARRAY(UTCDateTime())),
+        )
+        .table_valued(
+            column("kind", String()),
+            column("channel", String()),
+            column("slot", String()),
+            column("ask_confirm", Boolean()),
+            column("due_at", UTCDateTime()),
+            column("expires_at", UTCDateTime()),
+            with_ordinality="n",
+        )
+        .render_derived(name="given")
+    )
+    now = bindparam("now", type_=UTCDateTime())
+    rows = select(
+        bindparam("appointment_id", type_=String()),
+        bindparam("patient_id", type_=String()),
+        given.c.kind,
+        given.c.channel,
+        given.c.slot,
+        given.c.ask_confirm,
+        given.c.due_at,
+        given.c.due_at,
+        given.c.expires_at,
+        literal_column("'scheduled'"),
+        literal_column("0"),
+        bindparam("staff", type_=String()),
+        now,
+        now,
+    ).order_by(given.c.n)  # ids follow the plan's order, as a row-by-row insert gives them
+    columns = [
+        "appointment_id",
+        "patient_id",
+        "kind",
+        "channel",
+        "slot",
+        "ask_confirm",
+        "planned_for",
+        "due_at",
+        "expires_at",
+        "status",
+        "attempts",
+        "staff",
+        "created_at",
+        "updated_at",
+    ]
+    inserted = (
+        insert(Notification).from_select(columns, rows).returning(*Notification.__table__.c)
+    ).cte("inserted")
+    history = insert(NotificationEvent).from_select(
+        ["notification_id", "status", "at", "detail"],
+        select(
+            inserted.c.id,
+            literal_column("'scheduled'"),
+            now,
+            bindparam("detail", type_=String()),
+        ).order_by(inserted.c.id),
+    )
+    added = aliased(Notification, inserted)
+    return select(added).add_cte(history.cte("history")).order_by(added.id)

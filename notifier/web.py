@@ -53,21 +53,34 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     Db = Annotated[Session, Depends(session)]
 
     def api_key(request: Request, s: Db) -> str:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key or not _known_key(rt, s, key.strip()):
-            raise HTTPException(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
-        return hashlib.sha256(key.strip().encode()).hexdigest()[:12]
+        key = _bearer(request)
+        if not key or not _known_key(rt, s, key):
+            raise _unauthorized()
+        return _caller_id(key)
 
     Caller = Annotated[str, Depends(api_key)]
 
+    async def event_api_key(request: Request) -> str:
+        """`api_key` for the busiest route: a configured key is checked right here, and only a
+        key issued by `notifier apikey` costs a thread and a session to look up."""
+        key = _bearer(request)
+        if not key:
+            raise _unauthorized()
+        if _configured_key(rt, key) or await run_in_threadpool(_issued_key_in_session, rt, key):
+            return _caller_id(key)
+        raise _unauthorized()
+
     @app.post("/v1/events", status_code=202)
-    async def post_event(request: Request, s: Db, _: Caller) -> JSONResponse:
+    async def post_event(
+        request: Request, _: Annotated[str, Depends(event_api_key)]
+    ) -> JSONResponse:
         try:
             payload = decode_json(await read_body(request))
         except InvalidEvent as exc:
             return invalid("invalid_event", exc.errors)
-        # The database work in a thread: the event loop keeps taking other requests meanwhile.
-        return await run_in_threadpool(accept_event, rt, s, payload)
+        # The database work in a thread, session and all in one hand-off: the event loop keeps
+        # taking other requests meanwhile.
+        return await run_in_threadpool(_accept_in_session, rt, payload)
 
     @app.get("/v1/appointments/{appointment_id}")
     def get_appointment(appointment_id: str, s: Db, _: Caller) -> dict[str, Any]:
@@ -208,7 +221,11 @@ def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:
         return invalid("invalid_event", exc.errors)
     except EventConflict as exc:
         return JSONResponse({"error": "conflict", "reason": str(exc)}, status_code=409)
-    appointment = s.get_one(Appointment, outcome.appointment_id)
+    appointment = outcome.appointment or s.get_one(Appointment, outcome.appointment_id)
+    if outcome.notifications is None:
+        notifications = _notifications(s, appointment.id)
+    else:  # all there is, just written: no need to read them back
+        notifications = sorted(outcome.notifications, key=lambda n: (n.due_at, n.id))
     answer = {
         "event": {
             "id": outcome.event_id,
@@ -216,14 +233,43 @@ def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:
             "duplicate": outcome.duplicate,
         },
         "appointment": appointment_json(appointment),
-        "notifications": [notification_json(n) for n in _notifications(s, appointment.id)],
+        "notifications": [notification_json(n) for n in notifications],
     }
     return JSONResponse(answer, status_code=200 if outcome.duplicate else 202)
 
 
+def _accept_in_session(rt: Runtime, payload: Any) -> JSONResponse:
+    with rt.sessions() as s:
+        return accept_event(rt, s, payload)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
+
+
+def _caller_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def _known_key(rt: Runtime, s: Session, key: str) -> bool:
-    if any(hmac.compare_digest(key, configured) for configured in rt.settings.api_keys):
-        return True
+    return _configured_key(rt, key) or _issued_key(s, key)
+
+
+def _configured_key(rt: Runtime, key: str) -> bool:
+    return any(hmac.compare_digest(key, configured) for configured in rt.settings.api_keys)
+
+
+def _issued_key_in_session(rt: Runtime, key: str) -> bool:
+    with rt.sessions() as s:
+        return _issued_key(s, key)
+
+
+def _issued_key(s: Session, key: str) -> bool:
     digest = hashlib.sha256(key.encode()).hexdigest()
     return s.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == digest)) is not None
 
@@ -238,7 +284,8 @@ def _notifications(s: Session, appointment_id: str) -> list[Notification]:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    # In UTC, as stored: a row just written still holds the time in the zone it was given.
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def appointment_json(a: Appointment) -> dict[str, Any]:
