@@ -10,7 +10,7 @@ message (`benchmarks/noop_app.py`), N tasks enqueued before the worker starts, t
 first task run to the last.
 
     .venv/bin/python benchmarks/send_throughput.py [--quick] [--messages N] [--concurrency C]
-        [--provider-latency SECONDS] [--profile [wall|cpu]]
+        [--send-concurrency T] [--provider-latency SECONDS] [--profile [wall|cpu]]
 """
 
 from __future__ import annotations
@@ -179,6 +179,12 @@ def main() -> None:
         __doc__.splitlines()[0],
         messages={"type": int, "default": None, "help": "messages (default 20000, quick 2000)"},
         concurrency={"type": int, "default": 2, "help": "worker processes (default 2)"},
+        send_concurrency={
+            "type": int,
+            "default": None,
+            "help": "NOTIFIER_SEND_CONCURRENCY: provider calls in flight per worker process"
+            " (default: notifier's own)",
+        },
         provider_latency={
             "type": float,
             "default": 0.0,
@@ -199,6 +205,8 @@ def main() -> None:
         FakeTwilio() as fake,
     ):
         env = notifier_env(url, broker.url, fake, clinic)
+        if args.send_concurrency:
+            env["NOTIFIER_SEND_CONCURRENCY"] = str(args.send_concurrency)
         if latency:
             # Every create waits this long, then succeeds: the fake's "hang" fault.
             fake.chaos(error_rate=0, hang_rate=1.0, drop_rate=0, hang_seconds=latency)

@@ -12,19 +12,28 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from queue import SimpleQueue
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Integer, String, Table, bindparam, exists, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
 from .channels import Attachment, Message, SendError
 from .clinic import Location, Treatment
 from .ics import appointment_ics
 from .links import ACTIONS, make_token
-from .models import Appointment, Notification, NotificationEvent, Patient, SmsOptOut
+from .models import (
+    Appointment,
+    Notification,
+    NotificationEvent,
+    Patient,
+    SmsOptOut,
+    UTCDateTime,
+)
 from .plan import next_allowed, plan
 from .runtime import Runtime
 from .schedule import recipient, transition, visit
@@ -117,20 +126,29 @@ class Batch:
         `send_concurrency` at a time, and records failures as their answers come back."""
         fates = {n.id: "lost-race" for n, _ in ready if n.id not in self.held}
         paced = self._pace([(n, m) for n, m in ready if n.id in self.held], fates)
-        pool = _calls(self.rt.settings.send_concurrency)
-        calls = {pool.submit(self._call, n, m, at): n for at, n, m in paced}
-        recorded = time.monotonic()
-        for call in as_completed(calls):
-            n = calls[call]
+        answers: SimpleQueue[tuple[Notification, str | BaseException | None]] = SimpleQueue()
+
+        def call(n: Notification, message: Message, at: float) -> None:
             try:
-                provider_id = call.result()
-            except SendError as exc:
-                fates[n.id] = _failed_send(self.rt, self.session, n, exc)
+                answers.put((n, self._call(n, message, at)))
+            except BaseException as exc:  # handed to this thread, which re-raises all but SendError
+                answers.put((n, exc))
+
+        pool = _calls(self.rt.settings.send_concurrency)
+        for at, n, message in paced:
+            pool.submit(call, n, message, at)
+        recorded = time.monotonic()
+        for _ in paced:
+            n, answer = answers.get()
+            if isinstance(answer, SendError):
+                fates[n.id] = _failed_send(self.rt, self.session, n, answer)
                 continue
-            if provider_id is None:
+            if isinstance(answer, BaseException):
+                raise answer
+            if answer is None:
                 fates[n.id] = "lost-race"
                 continue
-            self.sent.append({"nid": n.id, "pid": provider_id, "at": self.rt.clock()})
+            self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
             fates[n.id] = "sent"
             if time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
                 self.record_sent()
@@ -201,9 +219,17 @@ class Batch:
     def record_sent(self) -> None:
         if self.sent:
             sent, self.sent = self.sent, []
-            self.session.execute(_MARK_SENT, sent)
-            history = [{"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in sent]
-            self.session.execute(insert(NotificationEvent), history)
+            if self.session.get_bind().dialect.name == "postgresql":
+                columns = {"ids": "nid", "pids": "pid", "ats": "at"}
+                self.session.execute(
+                    _RECORD_SENT, {name: [r[key] for r in sent] for name, key in columns.items()}
+                )
+            else:
+                self.session.execute(_MARK_SENT, sent)
+                history = [
+                    {"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in sent
+                ]
+                self.session.execute(insert(NotificationEvent), history)
             apply_early_receipts(self.session, [r["pid"] for r in sent], self.rt.clock())
         self.session.commit()
 
@@ -239,6 +265,25 @@ _MARK_SENT = (
         lease_owner=None,
         lease_until=None,
     )
+)
+# PostgreSQL: the same for the whole batch in one statement, its history written by a CTE.
+_RECORD_SENT = text(
+    """
+    WITH sent AS (
+        UPDATE notifications AS n
+        SET status = 'sent', provider_id = s.pid, sent_at = s.at, updated_at = s.at,
+            lease_owner = NULL, lease_until = NULL
+        FROM unnest(:ids, :pids, :ats) AS s (id, pid, at)
+        WHERE n.id = s.id AND n.status IN ('sending', 'unknown')
+        RETURNING n.id, s.at
+    )
+    INSERT INTO notification_events (notification_id, status, at)
+    SELECT id, 'sent', at FROM sent
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Integer())),
+    bindparam("pids", type_=ARRAY(String())),
+    bindparam("ats", type_=ARRAY(UTCDateTime())),
 )
 
 
