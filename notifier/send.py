@@ -18,7 +18,19 @@ from datetime import datetime, timedelta
 from queue import SimpleQueue
 from typing import Any, cast
 
-from sqlalchemy import Integer, String, Table, bindparam, exists, insert, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
@@ -109,16 +121,26 @@ class Batch:
         """queued → sending for the whole batch, with each body stored for reconciliation."""
         now = self.rt.clock()
         self.lease_until = now + self.lease
-        self.held = set(
-            transition(
-                self.session, [n.id for n, _ in ready], ["queued"], "sending", now,
-                lease_owner=self.worker, lease_until=self.lease_until,
-                attempts=Notification.attempts + 1,
-            )
-        )  # fmt: skip
-        bodies = [{"id": n.id, "body": m.text} for n, m in ready if n.id in self.held]
-        if bodies:
-            self.session.execute(update(Notification), bodies)
+        if self.session.get_bind().dialect.name == "postgresql":
+            values = {
+                "ids": [n.id for n, _ in ready],
+                "bodies": [m.text for _, m in ready],
+                "now": now,
+                "owner": self.worker,
+                "until": self.lease_until,
+            }
+            self.held = set(self.session.scalars(_HOLD, values))
+        else:
+            self.held = set(
+                transition(
+                    self.session, [n.id for n, _ in ready], ["queued"], "sending", now,
+                    lease_owner=self.worker, lease_until=self.lease_until,
+                    attempts=Notification.attempts + 1,
+                )
+            )  # fmt: skip
+            bodies = [{"id": n.id, "body": m.text} for n, m in ready if n.id in self.held]
+            if bodies:
+                self.session.execute(update(Notification), bodies)
         self.session.commit()
 
     def send_all(self, ready: list[tuple[Notification, Message]]) -> dict[int, str]:
@@ -266,7 +288,29 @@ _MARK_SENT = (
         lease_until=None,
     )
 )
-# PostgreSQL: the same for the whole batch in one statement, its history written by a CTE.
+# PostgreSQL: `hold` in one statement, the bodies and the history with it.
+_HOLD = text(
+    """
+    WITH held AS (
+        UPDATE notifications AS n
+        SET status = 'sending', updated_at = :now, lease_owner = :owner, lease_until = :until,
+            attempts = n.attempts + 1, body = s.body
+        FROM unnest(:ids, :bodies) AS s (id, body)
+        WHERE n.id = s.id AND n.status = 'queued'
+        RETURNING n.id
+    ), history AS (
+        INSERT INTO notification_events (notification_id, status, at)
+        SELECT id, 'sending', :now FROM held
+    )
+    SELECT id FROM held
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Integer())),
+    bindparam("bodies", type_=ARRAY(Text())),
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("until", type_=UTCDateTime()),
+)
+# PostgreSQL: `record_sent` for the whole batch in one statement, its history written by a CTE.
 _RECORD_SENT = text(
     """
     WITH sent AS (
