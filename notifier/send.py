@@ -153,7 +153,7 @@ class Batch:
         def call(n: Notification, message: Message, at: float) -> None:
             try:
                 answers.put((n, self._call(n, message, at)))
-            except BaseException as exc:  # handed to this thread, which re-raises all but SendError
+            except BaseException as exc:  # a SendError is a fate; the batch raises the rest
                 answers.put((n, exc))
 
         pool = _calls(self.rt.settings.send_concurrency)
