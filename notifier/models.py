@@ -115,7 +115,7 @@ class Notification(Base):
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id"), index=True)
-    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
     # confirmation | reminder | aftercare | rebook | cancellation | manual
     kind: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(8))
@@ -152,7 +152,7 @@ class Notification(Base):
         ),
         # The indexes below hold only the rows they are looked up for, so the claim, which
         # moves rows that have neither a provider id nor an in-flight state yet, adds no entry
-        # to either.
+        # to any of them. A patient's notifications are looked up only among those sent.
         Index(
             "ix_notifications_status_lease",
             "status",
@@ -163,6 +163,12 @@ class Notification(Base):
         Index(
             "ix_notifications_provider_id",
             "provider_id",
+            postgresql_where=text("provider_id IS NOT NULL"),
+            sqlite_where=text("provider_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_notifications_patient_id",
+            "patient_id",
             postgresql_where=text("provider_id IS NOT NULL"),
             sqlite_where=text("provider_id IS NOT NULL"),
         ),

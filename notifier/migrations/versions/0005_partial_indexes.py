@@ -1,4 +1,4 @@
-"""partial indexes for leases and provider ids
+"""partial indexes for leases, provider ids and sent messages by patient
 
 Revision ID: 0005
 Revises: 0004
@@ -16,10 +16,12 @@ IN_FLIGHT = "status IN ('queued', 'sending', 'unknown')"
 
 
 def upgrade() -> None:
-    # Only in-flight rows have a lease worth finding, and only sent rows a provider id: the
-    # claim of due rows then adds entries to neither index.
+    # Only in-flight rows have a lease worth finding, and only sent rows a provider id (a
+    # patient's notifications are looked up only among those): the claim of due rows then adds
+    # entries to none of these indexes.
     op.drop_index("ix_notifications_status_lease", table_name="notifications")
     op.drop_index("ix_notifications_provider_id", table_name="notifications")
+    op.drop_index("ix_notifications_patient_id", table_name="notifications")
     op.create_index(
         "ix_notifications_status_lease",
         "notifications",
@@ -34,9 +36,18 @@ def upgrade() -> None:
         postgresql_where=sa.text("provider_id IS NOT NULL"),
         sqlite_where=sa.text("provider_id IS NOT NULL"),
     )
+    op.create_index(
+        "ix_notifications_patient_id",
+        "notifications",
+        ["patient_id"],
+        postgresql_where=sa.text("provider_id IS NOT NULL"),
+        sqlite_where=sa.text("provider_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_patient_id", table_name="notifications")
+    op.create_index("ix_notifications_patient_id", "notifications", ["patient_id"])
     op.drop_index("ix_notifications_provider_id", table_name="notifications")
     op.drop_index("ix_notifications_status_lease", table_name="notifications")
     op.create_index("ix_notifications_provider_id", "notifications", ["provider_id"])
