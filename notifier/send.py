@@ -11,11 +11,11 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -98,8 +98,8 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
         return fates
 
 
-# How often the answers collected so far are written down while a batch is still sending.
-RECORD_EVERY_SECONDS = 1.0
+# How often a batch still sending writes down its answers so far and looks at its lease.
+UPKEEP_SECONDS = 1.0
 
 
 class Batch:
@@ -159,23 +159,36 @@ class Batch:
         pool = _calls(self.rt.settings.send_concurrency)
         for at, n, message in paced:
             pool.submit(call, n, message, at)
-        recorded = time.monotonic()
-        for _ in paced:
-            n, answer = answers.get()
+        for n, answer in self._collect(answers, len(paced)):
             if isinstance(answer, SendError):
                 fates[n.id] = _failed_send(self.rt, self.session, n, answer)
-                continue
-            if isinstance(answer, BaseException):
+            elif isinstance(answer, BaseException):
                 raise answer
-            if answer is None:
+            elif answer is None:
                 fates[n.id] = "lost-race"
-                continue
-            self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
-            fates[n.id] = "sent"
-            if time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
-                self.record_sent()
-                recorded = time.monotonic()
+            else:
+                self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
+                fates[n.id] = "sent"
         return fates
+
+    def _collect(
+        self, answers: SimpleQueue[tuple[Notification, str | BaseException | None]], count: int
+    ) -> Iterator[tuple[Notification, str | BaseException | None]]:
+        """The calls' answers as they come. Meanwhile, every second, what was sent is written
+        down and the lease kept: a message may wait long for its sender's slot (other workers
+        took the slots before it), and its row must not be presumed lost meanwhile."""
+        upkeep = time.monotonic()
+        while count:
+            try:
+                yield answers.get(timeout=UPKEEP_SECONDS)
+                count -= 1
+            except Empty:
+                pass
+            if time.monotonic() - upkeep >= UPKEEP_SECONDS:
+                self.record_sent()
+                if self._lease_too_short():
+                    self._renew()
+                upkeep = time.monotonic()
 
     def _pace(
         self, held: list[tuple[Notification, Message]], fates: dict[int, str]

@@ -355,6 +355,49 @@ def test_an_unreachable_rate_limiter_sends_nothing_and_retries_later(
     assert last.status == "scheduled" and "rate limiter unavailable" in (last.detail or "")
 
 
+class SlotFarAway:
+    """Gives each message a slot `wait` real seconds away, and meanwhile most of the lease the
+    batch took goes by on the simulated clock (other workers took the sender's slots first)."""
+
+    def __init__(self, rt: Runtime, clock: SimulatedClock, wait: float) -> None:
+        self.rt, self.clock, self.wait = rt, clock, wait
+
+    def pace(self, messages: Sequence[Message]) -> list[float]:
+        margin = self.rt.settings.provider_timeout + 10
+        self.clock.now += timedelta(seconds=self.rt.settings.sending_lease_seconds - margin + 1)
+        return [self.wait] * len(messages)
+
+    def send(self, message: Message) -> str:
+        return self.rt.sms.send(message)
+
+    def find(self, message: Message, known: Collection[str]) -> str | None:
+        return self.rt.sms.find(message, known)
+
+
+def test_a_batch_keeps_its_lease_while_a_message_waits_for_its_slot(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    from notifier.dispatch import reap
+    from notifier.send import deliver
+
+    ids = book_patients(rt, 1)
+
+    def reaper_once_the_first_lease_is_over() -> None:
+        time.sleep(3)
+        clock.now += timedelta(seconds=rt.settings.provider_timeout + 10)
+        with rt.sessions() as session:
+            reap(session, clock())
+
+    reaper = threading.Thread(target=reaper_once_the_first_lease_is_over)
+    reaper.start()
+    fates = deliver(dataclasses.replace(rt, sms=SlotFarAway(rt, clock, wait=5)), ids)
+    reaper.join()
+    # Without the batch renewing its lease while the call waited, the reaper would have made
+    # the row `unknown` and the call would have been dropped as no longer this worker's.
+    assert fates == {ids[0]: "sent"}
+    assert len(fake_twilio.messages) == 1
+
+
 def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
     rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
 ) -> None:
