@@ -52,28 +52,18 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
 
     Db = Annotated[Session, Depends(session)]
 
-    def api_key(request: Request, s: Db) -> str:
+    async def api_key(request: Request) -> str:
+        """The caller, by the hash of its Bearer key. A key from NOTIFIER_API_KEYS is checked
+        right here; only a key issued by `notifier apikey` costs a thread and a session."""
         key = _bearer(request)
-        if not key or not _known_key(rt, s, key):
-            raise _unauthorized()
-        return _caller_id(key)
-
-    Caller = Annotated[str, Depends(api_key)]
-
-    async def event_api_key(request: Request) -> str:
-        """`api_key` for the busiest route: a configured key is checked right here, and only a
-        key issued by `notifier apikey` costs a thread and a session to look up."""
-        key = _bearer(request)
-        if not key:
-            raise _unauthorized()
-        if _configured_key(rt, key) or await run_in_threadpool(_issued_key_in_session, rt, key):
+        if key and (_configured_key(rt, key) or await run_in_threadpool(_issued_key, rt, key)):
             return _caller_id(key)
         raise _unauthorized()
 
+    Caller = Annotated[str, Depends(api_key)]
+
     @app.post("/v1/events", status_code=202)
-    async def post_event(
-        request: Request, _: Annotated[str, Depends(event_api_key)]
-    ) -> JSONResponse:
+    async def post_event(request: Request, _: Caller) -> JSONResponse:
         try:
             payload = decode_json(await read_body(request))
         except InvalidEvent as exc:
@@ -256,22 +246,14 @@ def _caller_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _known_key(rt: Runtime, s: Session, key: str) -> bool:
-    return _configured_key(rt, key) or _issued_key(s, key)
-
-
 def _configured_key(rt: Runtime, key: str) -> bool:
     return any(hmac.compare_digest(key, configured) for configured in rt.settings.api_keys)
 
 
-def _issued_key_in_session(rt: Runtime, key: str) -> bool:
-    with rt.sessions() as s:
-        return _issued_key(s, key)
-
-
-def _issued_key(s: Session, key: str) -> bool:
+def _issued_key(rt: Runtime, key: str) -> bool:
     digest = hashlib.sha256(key.encode()).hexdigest()
-    return s.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == digest)) is not None
+    with rt.sessions() as s:
+        return s.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == digest)) is not None
 
 
 def _notifications(s: Session, appointment_id: str) -> list[Notification]:

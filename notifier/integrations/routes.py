@@ -5,7 +5,7 @@ Both end in the same `accept` as that route, so a booking answers alike whicheve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,7 +22,7 @@ from .config import IntegrationsConfig
 
 def router(
     rt: Runtime,
-    api_key: Callable[..., str],
+    api_key: Callable[..., Awaitable[str]],
     accept: Callable[[Session, Any], JSONResponse],
 ) -> APIRouter:
     """`api_key` is the Bearer-key dependency; `accept(session, event)` applies a contract event
