@@ -152,23 +152,33 @@ def test_a_dropped_answer_is_unknown_then_reconciled_as_sent(
     assert len(fake_twilio.messages) == 1
 
 
-class DiesAfter:
-    """A channel whose worker is killed right after (or right before) the provider call."""
+class Around:
+    """A channel around the real one: what a subclass does not change, the real one does."""
 
-    def __init__(self, channel: Channel, reach_provider: bool) -> None:
+    def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.reach_provider = reach_provider
 
     def pace(self, messages: Sequence[Message]) -> list[float]:
         return self.channel.pace(messages)
 
     def send(self, message: Message) -> str:
-        if self.reach_provider:
-            self.channel.send(message)
-        raise KeyboardInterrupt("worker killed")  # nothing after this line runs, like SIGKILL
+        return self.channel.send(message)
 
     def find(self, message: Message, known: Collection[str]) -> str | None:
         return self.channel.find(message, known)
+
+
+class DiesAfter(Around):
+    """A channel whose worker is killed right after (or right before) the provider call."""
+
+    def __init__(self, channel: Channel, reach_provider: bool) -> None:
+        super().__init__(channel)
+        self.reach_provider = reach_provider
+
+    def send(self, message: Message) -> str:
+        if self.reach_provider:
+            self.channel.send(message)
+        raise KeyboardInterrupt("worker killed")  # nothing after this line runs, like SIGKILL
 
 
 @pytest.mark.parametrize("reached", [True, False])
@@ -270,17 +280,15 @@ def test_the_log_filter_masks_what_a_library_logs(caplog: pytest.LogCaptureFixtu
     assert "+17185550134" not in caplog.text and "+1718•••0134" in caplog.text
 
 
-class SlowProvider:
+class SlowProvider(Around):
     """Each call takes 20 s of simulated time; `meanwhile` runs during the first one."""
 
     def __init__(
         self, channel: Channel, clock: SimulatedClock, meanwhile: Callable[[], None]
     ) -> None:
-        self.channel, self.clock, self.meanwhile = channel, clock, meanwhile
+        super().__init__(channel)
+        self.clock, self.meanwhile = clock, meanwhile
         self.calls = 0
-
-    def pace(self, messages: Sequence[Message]) -> list[float]:
-        return self.channel.pace(messages)
 
     def send(self, message: Message) -> str:
         self.calls += 1
@@ -288,9 +296,6 @@ class SlowProvider:
             self.meanwhile()
         self.clock.now += timedelta(seconds=20)
         return self.channel.send(message)
-
-    def find(self, message: Message, known: Collection[str]) -> str | None:
-        return self.channel.find(message, known)
 
 
 def book_patients(rt: Runtime, count: int) -> list[int]:
@@ -307,22 +312,16 @@ def book_patients(rt: Runtime, count: int) -> list[int]:
     return ids
 
 
-class AllAtOnce:
+class AllAtOnce(Around):
     """Lets no call through until `count` calls are waiting together."""
 
     def __init__(self, channel: Channel, count: int) -> None:
-        self.channel = channel
+        super().__init__(channel)
         self.barrier = threading.Barrier(count, timeout=10)
-
-    def pace(self, messages: Sequence[Message]) -> list[float]:
-        return self.channel.pace(messages)
 
     def send(self, message: Message) -> str:
         self.barrier.wait()  # BrokenBarrierError if the calls came one after another
         return self.channel.send(message)
-
-    def find(self, message: Message, known: Collection[str]) -> str | None:
-        return self.channel.find(message, known)
 
 
 def test_a_batch_has_its_provider_calls_in_flight_together(
@@ -355,23 +354,18 @@ def test_an_unreachable_rate_limiter_sends_nothing_and_retries_later(
     assert last.status == "scheduled" and "rate limiter unavailable" in (last.detail or "")
 
 
-class SlotFarAway:
+class SlotFarAway(Around):
     """Gives each message a slot `wait` real seconds away, and meanwhile most of the lease the
     batch took goes by on the simulated clock (other workers took the sender's slots first)."""
 
     def __init__(self, rt: Runtime, clock: SimulatedClock, wait: float) -> None:
+        super().__init__(rt.sms)
         self.rt, self.clock, self.wait = rt, clock, wait
 
     def pace(self, messages: Sequence[Message]) -> list[float]:
         margin = self.rt.settings.provider_timeout + 10
         self.clock.now += timedelta(seconds=self.rt.settings.sending_lease_seconds - margin + 1)
         return [self.wait] * len(messages)
-
-    def send(self, message: Message) -> str:
-        return self.rt.sms.send(message)
-
-    def find(self, message: Message, known: Collection[str]) -> str | None:
-        return self.rt.sms.find(message, known)
 
 
 def test_a_batch_keeps_its_lease_while_a_message_waits_for_its_slot(
