@@ -40,7 +40,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from notifier import db  # noqa: E402
 from notifier.clinic import load_clinic  # noqa: E402
 from notifier.settings import EXAMPLE_CLINIC  # noqa: E402
-from tests.fakes import free_port, wait_until  # noqa: E402, F401  (used by the benchmarks)
+from tests.fakes import free_port, stop, wait_until  # noqa: E402, F401  (used by the benchmarks)
 from tests.fakes.twilio import FakeTwilio  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -396,14 +396,7 @@ class Processes:
             raise RuntimeError(f"{path.name}: no {needle!r} after {timeout}s\n{tail}")
 
     def stop(self) -> None:
-        for p in self.running:
-            p.terminate()
-        for p in self.running:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop(self.running, timeout=20)
         self.running.clear()
 
     def __enter__(self) -> Processes:

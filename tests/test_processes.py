@@ -23,7 +23,7 @@ from twilio.request_validator import RequestValidator
 from notifier import db
 from tests.conftest import REDIS_URL, TABLES, unthrottled_clinic
 from tests.events import event
-from tests.fakes import FakeTwilio, SMTPSink, free_port, wait_until
+from tests.fakes import FakeTwilio, SMTPSink, free_port, stop, wait_until
 
 NOTIFIER = [sys.executable, "-m", "notifier"]
 AUTH = {"Authorization": "Bearer test-key"}
@@ -45,13 +45,7 @@ class Stack:
         )
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(self.processes, timeout=10)
 
     def post(self, payload: dict) -> httpx.Response:
         return httpx.post(f"{self.url}/v1/events", json=payload, headers=AUTH, timeout=10)

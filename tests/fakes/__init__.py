@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import importlib
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .smtp import SMTPSink
     from .twilio import FakeTwilio
 
-__all__ = ["FakeTwilio", "SMTPSink", "wait_until"]
+__all__ = ["FakeTwilio", "SMTPSink", "free_port", "stop", "wait_until"]
 
 # The fakes are imported on first use: eager imports here would make
 # `python -m tests.fakes.twilio` load that module twice (runpy warns about it),
@@ -43,3 +44,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop(processes: Iterable[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM to all at once, then up to `timeout` seconds each to exit before SIGKILL."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
