@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -340,6 +340,22 @@ def bench_clinic(directory: Path) -> Path:
     rate = f"[policy]\nsms_per_second = {SMS_PER_SECOND}\n"
     path.write_text(EXAMPLE_CLINIC.read_text().replace("[policy]\n", rate, 1))
     return path
+
+
+class Stack(NamedTuple):
+    database_url: str
+    redis: RedisServer
+    twilio: FakeTwilio
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def full_stack(logs: Path) -> Iterator[Stack]:
+    """A database, a Redis and a fake Twilio of the run's own, for the example clinic at a rate
+    no benchmark waits for, and the environment that points notifier at all three."""
+    clinic = bench_clinic(logs)
+    with postgres_database(clinic) as url, redis_server(logs) as server, FakeTwilio() as twilio:
+        yield Stack(url, server, twilio, notifier_env(url, server.url, twilio, clinic))
 
 
 def notifier_env(

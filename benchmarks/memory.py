@@ -30,16 +30,13 @@ from benchmarks.harness import (  # noqa: E402
     Processes,
     arguments,
     background_busy,
-    bench_clinic,
     connect,
     daytime_zone,
-    notifier_env,
+    full_stack,
     phone,
     plant_future,
     plant_manual_sms,
     plant_patients,
-    postgres_database,
-    redis_server,
     report,
     rss_tree_kib,
     say,
@@ -47,7 +44,6 @@ from benchmarks.harness import (  # noqa: E402
     workdir,
     worker_ready,
 )
-from tests.fakes.twilio import FakeTwilio  # noqa: E402
 
 NAME = "memory"
 FEW = 200  # due SMS each of our workers sends before its RSS is read
@@ -167,15 +163,8 @@ def main() -> None:
     background = background_busy()
     logs = workdir(NAME)
     say(f"logs in {logs}")
-    clinic = bench_clinic(logs)
-    with (
-        postgres_database(clinic) as url,
-        redis_server(logs) as server,
-        FakeTwilio() as fake,
-        connect(url) as conn,
-    ):
+    with full_stack(logs) as (url, server, _, env), connect(url) as conn:
         broker = redis.Redis.from_url(server.url)
-        env = notifier_env(url, server.url, fake, clinic)
         now = datetime.now(UTC)
         plant_patients(conn, 2 * FEW, now, daytime_zone(now))
         empty = ours(env, logs, conn, broker, 0, c)

@@ -32,17 +32,14 @@ from benchmarks.harness import (  # noqa: E402
     Processes,
     arguments,
     background_busy,
-    bench_clinic,
     connect,
     cpu_seconds,
     daytime_zone,
     descendants,
-    notifier_env,
+    full_stack,
     plant_manual_sms,
     plant_patients,
-    postgres_database,
     profiled,
-    redis_server,
     report,
     say,
     wait_until,
@@ -198,13 +195,7 @@ def main() -> None:
     background = background_busy()
     logs = workdir(NAME)
     say(f"{n} messages, worker concurrency {c}; logs in {logs}")
-    clinic = bench_clinic(logs)
-    with (
-        postgres_database(clinic) as url,
-        redis_server(logs) as broker,
-        FakeTwilio() as fake,
-    ):
-        env = notifier_env(url, broker.url, fake, clinic)
+    with full_stack(logs) as (url, broker, fake, env):
         if args.send_concurrency:
             env["NOTIFIER_SEND_CONCURRENCY"] = str(args.send_concurrency)
         if latency:

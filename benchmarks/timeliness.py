@@ -25,18 +25,15 @@ from benchmarks.harness import (  # noqa: E402
     Processes,
     arguments,
     background_busy,
-    bench_clinic,
     connect,
     daytime_zone,
     descendants,
-    notifier_env,
+    full_stack,
     percentile,
     phone,
     plant_manual_sms,
     plant_patients,
-    postgres_database,
     profiled,
-    redis_server,
     report,
     say,
     wait_until,
@@ -44,7 +41,6 @@ from benchmarks.harness import (  # noqa: E402
     worker_ready,
 )
 from notifier.dispatch import TICK_SECONDS  # noqa: E402
-from tests.fakes.twilio import FakeTwilio  # noqa: E402
 
 NAME = "timeliness"
 TARGET_P99_SECONDS = 2.0
@@ -63,14 +59,7 @@ def main() -> None:
     background = background_busy()
     logs = workdir(NAME)
     say(f"{n} SMS due at {args.rate:.0f}/s over {seconds:.0f} s; logs in {logs}")
-    clinic = bench_clinic(logs)
-    with (
-        postgres_database(clinic) as url,
-        redis_server(logs) as broker,
-        FakeTwilio() as fake,
-        connect(url) as conn,
-    ):
-        env = notifier_env(url, broker.url, fake, clinic)
+    with full_stack(logs) as (url, broker, fake, env), connect(url) as conn:
         now = datetime.now(UTC)
         plant_patients(conn, n, now, daytime_zone(now + timedelta(seconds=seconds)))
         with Processes(env, logs) as procs:
