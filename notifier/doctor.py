@@ -13,7 +13,6 @@ from sqlalchemy import text
 
 from . import db
 from .channels.email import SMTPEmail
-from .channels.sms import TwilioSMS
 from .render import Renderer, sms_segments
 from .runtime import Runtime
 from .settings import Settings
@@ -108,6 +107,8 @@ def _broker(settings: Settings, ping: Callable[[], None] | None) -> str:
 
 
 def _twilio(rt: Runtime) -> str:
+    from .channels.sms import TwilioSMS  # the twilio SDK: not for every `notifier` command
+
     if not isinstance(rt.sms, TwilioSMS):
         return f"not configured: SMS go to the dry-run outbox {rt.settings.outbox_path}"
     rt.sms.client.messages.list(limit=1)  # fails with 20003 on wrong credentials

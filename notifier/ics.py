@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from icalendar import Calendar, Event, vText
-
 
 def appointment_ics(
     *,
@@ -18,6 +16,8 @@ def appointment_ics(
     sequence: int,
     stamp: datetime,
 ) -> bytes:
+    from icalendar import Calendar, Event, vText  # imported by the first email, not at start
+
     calendar = Calendar()
     calendar.add("prodid", "-//notifier//appointment reminders//EN")
     calendar.add("version", "2.0")

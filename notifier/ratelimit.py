@@ -12,8 +12,6 @@ import threading
 import time
 from typing import Protocol
 
-import redis
-
 # Reserves the next ARGV[2] slots: returns how many milliseconds until the first of them. Redis'
 # own clock is the one clock all workers share.
 _RESERVE = """
@@ -36,6 +34,8 @@ class RateLimiter(Protocol):
 
 class RedisRateLimiter:
     def __init__(self, url: str, prefix: str = "notifier:rate:") -> None:
+        import redis  # not imported by processes that count locally
+
         self.client = redis.Redis.from_url(url, socket_timeout=5)
         self.prefix = prefix
         self._reserve = self.client.register_script(_RESERVE)

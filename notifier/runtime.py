@@ -14,7 +14,6 @@ from . import db
 from .channels import Channel
 from .channels.email import SMTPEmail
 from .channels.outbox import Outbox
-from .channels.sms import TwilioSMS
 from .clinic import Clinic, load_clinic
 from .ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from .render import Renderer
@@ -68,6 +67,8 @@ def sms_channel(settings: Settings, clinic: Clinic) -> Channel:
         return Outbox(settings.outbox_path, "sms")
     if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
         raise ValueError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID to send SMS")
+    from .channels.sms import TwilioSMS  # the twilio SDK and requests: only when sending SMS
+
     return TwilioSMS(
         settings.twilio_account_sid,
         settings.twilio_auth_token,

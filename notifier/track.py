@@ -16,7 +16,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .channels.sms import reason_for
 from .models import (
     Appointment,
     EarlyReceipt,
@@ -241,6 +240,8 @@ def delivery_receipt(session: Session, form: dict[str, str], now: datetime) -> N
 def _apply_receipt(
     session: Session, notification: Notification, to: str, code: str | None, now: datetime
 ) -> bool:
+    from .channels.sms import reason_for  # with the twilio SDK: only once receipts come in
+
     reason = None if to == "delivered" else (reason_for(code) or "undeliverable")
     detail = f"receipt: {to}" + (f" ({code})" if code else "")
     moved = transition(

@@ -13,7 +13,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -25,7 +24,6 @@ from .clinic import Channel
 from .ingest import EventConflict, InvalidEvent, apply_event
 from .integrations.routes import router as integration_routes
 from .links import BadLink, read_token
-from .metrics import exposition
 from .models import ApiKey, Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
@@ -186,6 +184,10 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from .metrics import exposition  # prometheus_client: imported by the first scrape
+
         return Response(exposition(rt), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ..bodies import decode_json, invalid, read_body
 from ..ingest import InvalidEvent
 from ..runtime import Runtime
-from . import Ignored, calcom, fhir
+from . import Ignored, calcom
 from .config import IntegrationsConfig
 
 
@@ -33,6 +33,8 @@ def router(
 
     @routes.post("/v1/fhir/Appointment", status_code=202, dependencies=[Depends(api_key)])
     async def post_fhir_appointment(request: Request) -> JSONResponse:
+        from . import fhir  # fhir.resources: imported by the first FHIR request, not at start
+
         try:
             payload = decode_json(await read_body(request))
             event = fhir.booking_event(payload, config.fhir, rt.clinic, rt.clock())
