@@ -8,7 +8,6 @@ import hashlib
 import logging
 import os
 import secrets
-import socket
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import db, logs
+from . import db, logs, web_processes
 from .clinic import ConfigError
 from .runtime import Runtime
 from .settings import Settings
@@ -165,7 +164,7 @@ def web(args: argparse.Namespace) -> None:
         _run_web(rt, args.host, args.port)
     else:
         rt.engine.dispose()  # each worker process connects for itself
-        _run_web_processes(args.host, args.port, args.workers)
+        web_processes.run(args.host, args.port, args.workers)
 
 
 def _positive(value: str) -> int:
@@ -182,36 +181,6 @@ def _run_web(rt: Runtime, host: str, port: int) -> None:
 
     # log_config=None: uvicorn's lines go through our handlers, masked and in the chosen format.
     uvicorn.run(create_app(rt, _broker_ping(rt)), host=host, port=port, log_config=None)
-
-
-def _run_web_processes(host: str, port: int, workers: int) -> None:
-    """`workers` processes answering on one port, each started afresh by uvicorn's supervisor,
-    which restarts any that dies."""
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
-    config = uvicorn.Config(
-        f"{__name__}:web_process_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-    )
-    Multiprocess(config, sockets=[_listening_socket(host, port)]).run()
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """The shared listening socket, made here rather than by uvicorn: asyncio sets TCP_NODELAY
-    only on connections whose socket says IPPROTO_TCP, and uvicorn's own leaves the protocol at 0
-    (Kludex/uvicorn#3149). Without it every keep-alive answer after the first waits ~40 ms for
-    the client's delayed ACK."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
 
 
 def web_process_app() -> FastAPI:
