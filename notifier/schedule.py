@@ -105,12 +105,7 @@ def replan(
     """Brings the stored rows in line with the plan: new ones inserted, obsolete pending ones
     cancelled, unchanged ones (whatever their state) kept. Returns the inserted ones. `new`
     says the appointment was just created, so it has no rows to read yet."""
-    location = clinic.location(appointment.location_id)
-    treatment = clinic.treatment(appointment.treatment_id)
-    if location is None or treatment is None:
-        raise LookupError(f"appointment {appointment.id}: location or treatment not in config")
-    who = recipient(appointment.patient, location.zone)
-    wanted = plan(visit(appointment), who, treatment, clinic.policy, now)
+    wanted = wanted_for(appointment, clinic, now)
     stored = [] if new else _replannable(session, appointment.id)
     have = {(n.kind, n.channel, n.slot, n.planned_for) for n in stored}
     keep = {(*p.key, p.due_at) for p in wanted}
@@ -121,6 +116,16 @@ def replan(
     ]
     transition(session, obsolete, PENDING, "cancelled", now, "plan changed", reason="plan_changed")
     return add(session, appointment, [p for p in wanted if (*p.key, p.due_at) not in have], now)
+
+
+def wanted_for(appointment: Appointment, clinic: Clinic, now: datetime) -> list[Planned]:
+    """The plan for an appointment and its patient as they stand."""
+    location = clinic.location(appointment.location_id)
+    treatment = clinic.treatment(appointment.treatment_id)
+    if location is None or treatment is None:
+        raise LookupError(f"appointment {appointment.id}: location or treatment not in config")
+    who = recipient(appointment.patient, location.zone)
+    return plan(visit(appointment), who, treatment, clinic.policy, now)
 
 
 def _replannable(session: Session, appointment_id: str) -> list[Notification]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from notifier.ingest import Outcome, apply_event
 from notifier.models import Appointment, BookingEvent, Notification, Patient
 from notifier.runtime import Runtime
 from notifier.web import create_app
@@ -66,6 +69,69 @@ def test_the_same_event_again_answers_200_with_the_same_outcome(
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json()["notifications"] == first.json()["notifications"]
     assert stored(rt)["notifications"] == 7
+
+
+def test_a_new_bookings_answer_is_what_is_stored(client: TestClient) -> None:
+    answer = client.post("/v1/events", json=booked(), headers=AUTH).json()
+    shown = client.get("/v1/appointments/apt-1", headers=AUTH).json()
+    fields = ("id", "kind", "channel", "due_at", "status")
+    assert [{f: n[f] for f in fields} for n in shown["notifications"]] == answer["notifications"]
+    assert {k: shown[k] for k in answer["appointment"]} == answer["appointment"]
+    assert [h["detail"] for n in shown["notifications"] for h in n["history"]] == ["planned"] * 7
+
+
+def apply_at_once(rt: Runtime, *payloads: dict[str, Any]) -> list[Outcome]:
+    """Applies each payload in a thread of its own, all released at the same moment."""
+    start = threading.Barrier(len(payloads))
+
+    def apply(payload: dict[str, Any]) -> Outcome:
+        with rt.sessions() as session:
+            start.wait()
+            return apply_event(session, rt.clinic, payload, rt.clock())
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        return list(pool.map(apply, payloads))
+
+
+RACES = 6  # each race can go either way: run several
+
+
+def test_the_same_new_booking_twice_at_once_is_applied_once(rt: Runtime) -> None:
+    for k in range(RACES):
+        twice = [booked(event_id=f"evt-{k}", appointment_id=f"apt-{k}")] * 2
+        outcomes = apply_at_once(rt, *twice)
+        assert sorted(o.duplicate for o in outcomes) == [False, True]
+    assert stored(rt) == {
+        "appointments": RACES,
+        "patients": 1,
+        "notifications": 7 * RACES,
+        "booking_events": RACES,
+    }
+
+
+def test_a_booking_and_its_move_at_once_leave_one_plan_for_the_new_time(rt: Runtime) -> None:
+    later = VISIT + timedelta(days=1)
+    for k in range(RACES):
+        ids = {"appointment_id": f"apt-{k}", "patient_id": f"pat-{k}"}
+        moved = event("rescheduled", later, occurred_at=new_york(2026, 11, 30, 9, 0), **ids)
+        outcomes = apply_at_once(rt, booked(**ids), moved)
+        assert {o.outcome for o in outcomes} <= {"applied", "ignored_stale"}
+        with rt.sessions() as session:
+            appointment = session.get_one(Appointment, f"apt-{k}")
+            pending = session.scalars(
+                select(Notification).where(
+                    Notification.appointment_id == f"apt-{k}",
+                    Notification.status == "scheduled",
+                    Notification.kind == "reminder",
+                )
+            ).all()
+        assert appointment.start_at == later
+        assert sorted((n.channel, n.slot, n.due_at) for n in pending) == [
+            ("email", "48h", later - timedelta(hours=48)),
+            ("sms", "2h", later - timedelta(hours=2)),
+            ("sms", "48h", later - timedelta(hours=48)),
+        ]
+    assert stored(rt)["booking_events"] == 2 * RACES
 
 
 def test_an_event_id_reused_for_another_event_is_a_conflict(client: TestClient) -> None:
