@@ -14,13 +14,14 @@ from . import models
 from .clinic import Clinic
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DB_POOL_SIZE = 10  # connections each process keeps open (PostgreSQL)
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(url, pool_pre_ping=True, pool_size=DB_POOL_SIZE, max_overflow=20)
     engine = create_engine(url, connect_args={"timeout": 30})
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
