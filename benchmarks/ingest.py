@@ -1,25 +1,26 @@
 """Booking events per second into `notifier web` on PostgreSQL, and their latency.
 
 `POST /v1/events` (appointment.booked, a distinct appointment and patient each, planning 7
-notifications) from 8 concurrent clients (threads, one httpx client each) against `notifier web
---workers N` (default 2: on a 2-core box two processes beat one). Baseline in the same run:
-`GET /healthz` at the same concurrency.
+notifications) from 8 concurrent keep-alive clients (asyncio tasks on raw sockets, requests
+serialized ahead) against `notifier web --workers N` (default 2: on a 2-core box two processes
+beat one). Baseline in the same run: `GET /healthz` at the same concurrency.
 
     .venv/bin/python benchmarks/ingest.py [--quick] [--events N] [--clients 8] [--web-workers 2]
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import json
 import os
+import re
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -80,51 +81,65 @@ def booking(i: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def load(
-    base_url: str,
-    clients: int,
-    count: int,
-    request: Callable[[httpx.Client, int], httpx.Response],
-) -> dict[str, Any]:
-    """`count` requests from `clients` threads; each thread takes the next number when free."""
-    numbers = itertools.count()
-    lock = threading.Lock()
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+
+
+def request_bytes(method: str, path: str, port: int, body: Any = None) -> bytes:
+    """One HTTP/1.1 keep-alive request, serialized ahead of the run so that the clients spend
+    their CPU on sending and reading, not on building requests."""
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def _client(
+    port: int, requests: Iterator[bytes], latencies: list[float], answers: list[Answer]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for request in requests:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+            body = await reader.readexactly(length)
+            latencies.append((time.perf_counter() - started) * 1000)
+            answers.append(Answer(int(head[9:12]), body))
+    finally:
+        writer.close()
+
+
+def load(port: int, clients: int, requests: list[bytes]) -> dict[str, Any]:
+    """Sends `requests` over `clients` keep-alive connections, each sending its next request
+    when the last is answered (a closed loop, as 8 booking systems would). The clients are
+    asyncio tasks on raw sockets: a load generator as lean as wrk's, so that the two cores go
+    to the server under test rather than to the clients."""
+    shared = iter(requests)
     latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    planned: list[int] = []
+    answers: list[Answer] = []
 
-    def client() -> None:
-        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}) as http:
-            while True:
-                with lock:
-                    i = next(numbers)
-                if i >= count:
-                    return
-                started = time.perf_counter()
-                answer = request(http, i)
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies.append(elapsed * 1000)
-                    statuses[answer.status_code] += 1
-                    if answer.status_code == 202:
-                        planned.append(len(answer.json()["notifications"]))
+    async def run() -> None:
+        await asyncio.gather(*(_client(port, shared, latencies, answers) for _ in range(clients)))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
     started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(run())
     seconds = time.perf_counter() - started
+    planned = [len(json.loads(a.body)["notifications"]) for a in answers if a.status == 202]
     return {
-        "requests": count,
+        "requests": len(requests),
         "seconds": seconds,
-        "per_second": count / seconds,
+        "per_second": len(requests) / seconds,
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies),
-        "statuses": dict(statuses),
+        "statuses": dict(Counter(a.status for a in answers)),
         "notifications_per_event": median(planned) if planned else 0,
     }
 
@@ -153,14 +168,13 @@ def main() -> None:
             if not wait_until(lambda: _ready(base_url), timeout=30):
                 raise RuntimeError(f"notifier web did not come up; logs in {logs}")
             now = datetime.now(UTC)
-            warm = n // 20
+            post = [request_bytes("POST", "/v1/events", port, booking(i, now)) for i in range(n)]
             # Warm-up events (their own ids) fill caches and the connection pool first.
-            load(
-                base_url,
-                clients,
-                warm,
-                lambda h, i: h.post("/v1/events", json=booking(-1 - i, now)),
-            )
+            warm = [
+                request_bytes("POST", "/v1/events", port, booking(-1 - i, now))
+                for i in range(n // 20)
+            ]
+            load(port, clients, warm)
             cpu = CpuMeter(
                 {
                     "notifier web": lambda: descendants(web.pid),
@@ -169,9 +183,7 @@ def main() -> None:
             )
             cpu.start()
             with profiled(web.pid, args.profile, logs / "web.pyspy", subprocesses=True):
-                events = load(
-                    base_url, clients, n, lambda h, i: h.post("/v1/events", json=booking(i, now))
-                )
+                events = load(port, clients, post)
             events["cpu_seconds"] = cpu.stop()
             # Steadier than events/s on a shared machine: what each event cost, wherever it ran.
             events["cpu_ms_per_event"] = {
@@ -181,7 +193,7 @@ def main() -> None:
             }
             say(f"events: {events['per_second']:.0f}/s, p99 {events['p99_ms']:.1f} ms")
             say(f"CPU ms per event: {events['cpu_ms_per_event']}")
-            health = load(base_url, clients, n, lambda h, i: h.get("/healthz"))
+            health = load(port, clients, [request_bytes("GET", "/healthz", port)] * n)
             say(f"healthz: {health['per_second']:.0f}/s, p99 {health['p99_ms']:.1f} ms")
     figures = [
         Figure(
