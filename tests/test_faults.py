@@ -337,6 +337,50 @@ def test_a_batch_has_its_provider_calls_in_flight_together(
         assert {session.get_one(Notification, i).status for i in ids} == {"sent"}
 
 
+class Latency(Around):
+    """Answers after `seconds` of real time, as a provider across the internet does; counts
+    the most calls it had at once."""
+
+    def __init__(self, channel: Channel, seconds: float) -> None:
+        super().__init__(channel)
+        self.seconds, self.now, self.most = seconds, 0, 0
+        self.lock = threading.Lock()
+
+    def send(self, message: Message) -> str:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.now -= 1
+        return self.channel.send(message)
+
+
+def test_more_calls_are_in_flight_while_the_provider_is_slow(
+    rt: Runtime, fake_twilio: FakeTwilio
+) -> None:
+    from notifier.send import FEWEST_IN_FLIGHT, deliver
+
+    ids = book_patients(rt, 10)
+    slow = Latency(rt.sms, 0.1)
+    eight = dataclasses.replace(rt.settings, send_concurrency=8)
+    fates = deliver(dataclasses.replace(rt, sms=slow, settings=eight), ids)
+    assert [fates[i] for i in ids] == ["sent"] * 10
+    assert FEWEST_IN_FLIGHT < slow.most <= 8
+
+
+def test_calls_in_flight_grow_while_answers_are_slow_and_shrink_when_quick() -> None:
+    from notifier.send import FEWEST_IN_FLIGHT, _InFlight
+
+    window = _InFlight(16)
+    assert window.size == FEWEST_IN_FLIGHT
+    assert [window.answered(0.2) for _ in range(14)] == [2] * 12 + [1, 1]
+    assert window.size == 16
+    assert [window.answered(0.001) for _ in range(14)] == [0] * 12 + [1, 1]
+    assert window.size == FEWEST_IN_FLIGHT
+    assert _InFlight(1).answered(0.2) == 1  # never more than the pool allows
+
+
 def test_an_unreachable_rate_limiter_sends_nothing_and_retries_later(
     rt: Runtime, fake_twilio: FakeTwilio
 ) -> None:
