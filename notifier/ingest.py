@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,7 +23,7 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
 from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime
-from .schedule import replan, wanted_for
+from .schedule import PLANNED_INSERT, planned_arrays, replan, utc_naive, wanted_for
 
 EventType = Literal[
     "appointment.booked",
@@ -266,12 +266,10 @@ def _book_new(
         **_prefixed("event_", _event_row(event, digest, now)),
         **_prefixed("patient_", patient_values),
         **_prefixed("appointment_", {c: getattr(appointment, c) for c in _APPOINTMENT_COLUMNS}),
-        "kinds": [p.kind for p in wanted],
-        "channels": [p.channel for p in wanted],
-        "slots": [p.slot for p in wanted],
-        "ask_confirm": [p.ask_confirm for p in wanted],
-        "due_at": [_naive(p.due_at) for p in wanted],
-        "expires_at": [_naive(p.expires_at) for p in wanted],
+        **planned_arrays(wanted),
+        "now": utc_naive(now),
+        "staff": None,
+        "detail": "planned",
     }
     try:
         with bind.engine.connect() as connection:
@@ -455,23 +453,7 @@ def _book_statement() -> TextClause:
             RETURNING id, patient_id
         ), event AS (
             {_insert("booking_events", _EVENT_COLUMNS, "event_")} FROM appointment
-        ), planned AS (
-            INSERT INTO notifications (appointment_id, patient_id, kind, channel, slot,
-                ask_confirm, planned_for, due_at, expires_at, status, attempts, created_at,
-                updated_at)
-            SELECT a.id, a.patient_id, p.kind, p.channel, p.slot, p.ask_confirm,
-                p.due_at, p.due_at, p.expires_at, 'scheduled', 0, :event_received_at,
-                :event_received_at
-            FROM appointment AS a, unnest(CAST(:kinds AS text[]), CAST(:channels AS text[]),
-                CAST(:slots AS text[]), CAST(:ask_confirm AS boolean[]),
-                CAST(:due_at AS timestamp[]), CAST(:expires_at AS timestamp[]))
-                WITH ORDINALITY AS p(kind, channel, slot, ask_confirm, due_at, expires_at, n)
-            ORDER BY p.n  -- ids follow the plan's order
-            RETURNING id
-        ), history AS (
-            INSERT INTO notification_events (notification_id, status, at, detail)
-            SELECT id, 'scheduled', :event_received_at, 'planned' FROM planned
-        )
+        ), {PLANNED_INSERT}
         SELECT n.id FROM appointment AS a LEFT JOIN planned AS n ON true ORDER BY n.id
     """)
 
@@ -481,6 +463,4 @@ def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _naive(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
+    return utc_naive(value) if isinstance(value, datetime) else value

@@ -4,26 +4,14 @@ by conditional update, so two actors can never both win the same transition."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    Boolean,
-    Select,
-    String,
-    bindparam,
-    column,
-    func,
-    insert,
-    literal,
-    literal_column,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, bindparam, insert, literal, select, text, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
 from .models import PENDING, Appointment, Notification, NotificationEvent, Patient, UTCDateTime
@@ -188,89 +176,65 @@ def _insert_planned(
     values = {
         "appointment_id": appointment.id,
         "patient_id": appointment.patient_id,
-        "kinds": [p.kind for p in planned],
-        "channels": [p.channel for p in planned],
-        "slots": [p.slot for p in planned],
-        "ask_confirm": [p.ask_confirm for p in planned],
-        "due_at": [p.due_at for p in planned],
-        "expires_at": [p.expires_at for p in planned],
         "staff": staff,
         "now": now,
         "detail": detail,
+        **planned_arrays(planned),
     }
     return list(session.scalars(_insert_planned_statement(), values))
 
 
+def planned_arrays(planned: list[Planned]) -> dict[str, list[Any]]:
+    """The parameters of `PLANNED_INSERT`: one array per column, times naive in UTC as the
+    columns hold them."""
+    return {
+        "kinds": [p.kind for p in planned],
+        "channels": [p.channel for p in planned],
+        "slots": [p.slot for p in planned],
+        "ask_confirm": [p.ask_confirm for p in planned],
+        "due_at": [utc_naive(p.due_at) for p in planned],
+        "expires_at": [utc_naive(p.expires_at) for p in planned],
+    }
+
+
+def utc_naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+_RETURNED = ", ".join(c.name for c in Notification.__table__.c)
+# PostgreSQL: planned notifications and their history, for the appointment (`id`, `patient_id`)
+# of the relation named `appointment`, as the CTEs `planned` and `history`. The text is the same
+# however many rows a plan has (one array per column), so it is parsed and planned once per
+# connection, not once per booking as a multi-row VALUES list would be.
+PLANNED_INSERT = f"""
+    planned AS (
+        INSERT INTO notifications (appointment_id, patient_id, kind, channel, slot,
+            ask_confirm, planned_for, due_at, expires_at, status, attempts, staff, created_at,
+            updated_at)
+        SELECT a.id, a.patient_id, p.kind, p.channel, p.slot, p.ask_confirm, p.due_at,
+            p.due_at, p.expires_at, 'scheduled', 0, CAST(:staff AS varchar), :now, :now
+        FROM appointment AS a, unnest(CAST(:kinds AS text[]), CAST(:channels AS text[]),
+            CAST(:slots AS text[]), CAST(:ask_confirm AS boolean[]),
+            CAST(:due_at AS timestamp[]), CAST(:expires_at AS timestamp[]))
+            WITH ORDINALITY AS p(kind, channel, slot, ask_confirm, due_at, expires_at, n)
+        ORDER BY p.n  -- ids follow the plan's order, as a row-by-row insert gives them
+        RETURNING {_RETURNED}
+    ), history AS (
+        INSERT INTO notification_events (notification_id, status, at, detail)
+        SELECT id, 'scheduled', :now, :detail FROM planned ORDER BY id
+    )
+"""
+
+
 @cache
-def _insert_planned_statement() -> Select[tuple[Notification]]:
-    """PostgreSQL: the rows and their history in one statement whose text is the same however
-    many rows a plan has (one array per column), so it is parsed and planned once per
-    connection, not once per booking as a multi-row VALUES list would be. Built once: building
-    it costs more than running it."""
-    given = (
-        func.unnest(
-            bindparam("kinds", type_=ARRAY(String())),
-            bindparam("channels", type_=ARRAY(String())),
-            bindparam("slots", type_=ARRAY(String())),
-            bindparam("ask_confirm", type_=ARRAY(Boolean())),
-            bindparam("due_at", type_=ARRAY(UTCDateTime())),
-            bindparam("expires_at", type_=ARRAY(UTCDateTime())),
-        )
-        .table_valued(
-            column("kind", String()),
-            column("channel", String()),
-            column("slot", String()),
-            column("ask_confirm", Boolean()),
-            column("due_at", UTCDateTime()),
-            column("expires_at", UTCDateTime()),
-            with_ordinality="n",
-        )
-        .render_derived(name="given")
-    )
-    now = bindparam("now", type_=UTCDateTime())
-    rows = select(
-        bindparam("appointment_id", type_=String()),
-        bindparam("patient_id", type_=String()),
-        given.c.kind,
-        given.c.channel,
-        given.c.slot,
-        given.c.ask_confirm,
-        given.c.due_at,
-        given.c.due_at,
-        given.c.expires_at,
-        literal_column("'scheduled'"),
-        literal_column("0"),
-        bindparam("staff", type_=String()),
-        now,
-        now,
-    ).order_by(given.c.n)  # ids follow the plan's order, as a row-by-row insert gives them
-    columns = [
-        "appointment_id",
-        "patient_id",
-        "kind",
-        "channel",
-        "slot",
-        "ask_confirm",
-        "planned_for",
-        "due_at",
-        "expires_at",
-        "status",
-        "attempts",
-        "staff",
-        "created_at",
-        "updated_at",
-    ]
-    inserted = (
-        insert(Notification).from_select(columns, rows).returning(*Notification.__table__.c)
-    ).cte("inserted")
-    history = insert(NotificationEvent).from_select(
-        ["notification_id", "status", "at", "detail"],
-        select(
-            inserted.c.id,
-            literal_column("'scheduled'"),
-            now,
-            bindparam("detail", type_=String()),
-        ).order_by(inserted.c.id),
-    )
-    added = aliased(Notification, inserted)
-    return select(added).add_cte(history.cte("history")).order_by(added.id)
+def _insert_planned_statement() -> ExecutableReturnsRows:
+    """Built once: building it costs more than running it."""
+    statement = text(f"""
+        WITH appointment AS (
+            SELECT CAST(:appointment_id AS varchar) AS id,
+                CAST(:patient_id AS varchar) AS patient_id
+        ), {PLANNED_INSERT}
+        SELECT {_RETURNED} FROM planned ORDER BY id
+    """).bindparams(bindparam("now", type_=UTCDateTime()))
+    # The RETURNING list is in the model's column order: text columns are matched by position.
+    return select(Notification).from_statement(statement.columns(*Notification.__table__.c))
