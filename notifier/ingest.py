@@ -414,7 +414,7 @@ _PATIENT_UPDATE = "ON CONFLICT (id) DO UPDATE SET " + ", ".join(
 
 
 def _insert(table: str, columns: tuple[str, ...], prefix: str = "") -> str:
-    """INSERT … SELECT of one row of named parameters (`:prefix_column`)."""
+    """INSERT … SELECT of one row of named parameters, `:{prefix}{column}` each."""
     names = ", ".join(f":{prefix}{c}" for c in columns)
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {names}"
 

@@ -294,7 +294,7 @@ FEWEST_IN_FLIGHT = 4
 class _InFlight:
     """How many provider calls a worker process keeps in flight. Few while the provider answers
     at once: more threads would only take turns at the interpreter lock, and the handing over
-    costs more than the calls (16 threads sent 14% fewer messages per CPU second than 8, and
+    costs more than the calls (16 threads sent 10% fewer messages per CPU second than 8, and
     8 as many as 4, against a provider answering at once). More, up to `most`, while calls
     spend their time waiting for the provider, as they do across the internet."""
 
