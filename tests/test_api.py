@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event as event_module
 from sqlalchemy import func, select
 
 from notifier.ingest import Outcome, apply_event
@@ -91,6 +92,44 @@ def apply_at_once(rt: Runtime, *payloads: dict[str, Any]) -> list[Outcome]:
 
     with ThreadPoolExecutor(len(payloads)) as pool:
         return list(pool.map(apply, payloads))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_first_booking_on_postgresql_is_one_statement(rt: Runtime) -> None:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event_module.listen(rt.engine, "before_cursor_execute", count)
+    try:
+        with rt.sessions() as session:
+            outcome = apply_event(session, rt.clinic, booked(), rt.clock())
+    finally:
+        event_module.remove(rt.engine, "before_cursor_execute", count)
+    assert len(statements) == 1, statements
+    assert outcome.notifications is not None and len(outcome.notifications) == 7
+    assert stored(rt) == {"appointments": 1, "patients": 1, "notifications": 7, "booking_events": 1}
+
+
+def test_a_booking_sent_again_with_a_new_time_moves_the_plan(client: TestClient) -> None:
+    client.post("/v1/events", json=booked(), headers=AUTH)
+    later = VISIT + timedelta(days=2)
+    again = event("booked", later, occurred_at=new_york(2026, 11, 30, 9, 30))
+    answer = client.post("/v1/events", json=again, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["appointment"]["start"] == "2026-12-05T15:00:00Z"
+    shown = client.get("/v1/appointments/apt-1", headers=AUTH).json()["notifications"]
+    reminders = sorted(
+        (n["channel"], n["slot"], n["due_at"])
+        for n in shown
+        if n["kind"] == "reminder" and n["status"] == "scheduled"
+    )
+    assert reminders == [
+        ("email", "48h", "2026-12-03T15:00:00Z"),
+        ("sms", "2h", "2026-12-05T13:00:00Z"),
+        ("sms", "48h", "2026-12-03T15:00:00Z"),
+    ]
 
 
 RACES = 6  # each race can go either way: run several
