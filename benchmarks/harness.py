@@ -39,6 +39,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from notifier import db  # noqa: E402
 from notifier.clinic import load_clinic  # noqa: E402
+from notifier.models import utc_naive  # noqa: E402
 from notifier.settings import EXAMPLE_CLINIC  # noqa: E402
 from tests.fakes import free_port, stop, wait_until  # noqa: E402, F401  (used by the benchmarks)
 from tests.fakes.twilio import FakeTwilio  # noqa: E402
@@ -667,7 +668,7 @@ def plant_patients(conn: psycopg.Connection[Any], count: int, now: datetime, zon
                         True,
                         False,
                         False,
-                        _naive(now),
+                        utc_naive(now),
                     )
                 )
         with cur.copy(
@@ -683,15 +684,15 @@ def plant_patients(conn: psycopg.Connection[Any], count: int, now: datetime, zon
                         "forest-hills",
                         "botox-cosmetic",
                         "Dr. Simhaee",
-                        _naive(start),
-                        _naive(start + timedelta(minutes=30)),
+                        utc_naive(start),
+                        utc_naive(start + timedelta(minutes=30)),
                         "booked",
                         "unconfirmed",
-                        _naive(now),
+                        utc_naive(now),
                         False,
-                        _naive(now),
-                        _naive(now),
-                        _naive(now),
+                        utc_naive(now),
+                        utc_naive(now),
+                        utc_naive(now),
                     )
                 )
 
@@ -717,14 +718,14 @@ def plant_manual_sms(
                     "sms",
                     f"bench:{i}",
                     False,
-                    _naive(at),
-                    _naive(at),
-                    _naive(at + timedelta(days=1)),
+                    utc_naive(at),
+                    utc_naive(at),
+                    utc_naive(at + timedelta(days=1)),
                     "scheduled",
                     0,
                     "bench",
-                    _naive(now),
-                    _naive(now),
+                    utc_naive(now),
+                    utc_naive(now),
                 )
             )
 
@@ -745,8 +746,3 @@ def plant_future(conn: psycopg.Connection[Any], count: int, first_id: int = 0) -
         """,
         (first_id, first_id + count - 1),
     )
-
-
-def _naive(moment: datetime) -> datetime:
-    # The schema stores naive UTC (notifier.models.UTCDateTime).
-    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -15,15 +15,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
+from sqlalchemy import Engine, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
-from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime
-from .schedule import PLANNED_INSERT, planned_arrays, replan, utc_naive, wanted_for
+from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime, utc_naive
+from .schedule import PLANNED_INSERT, planned_arrays, replan, wanted_for
 
 EventType = Literal[
     "appointment.booked",
@@ -187,8 +187,11 @@ def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -
     event = parse_event(payload, clinic, now)
     digest = payload_digest(payload)
     bind = session.get_bind()  # an Engine, unless the caller holds a transaction open for us
-    postgres = isinstance(bind, Engine) and bind.dialect.name == "postgresql"
-    if postgres and event.type == "appointment.booked":
+    if (
+        isinstance(bind, Engine)
+        and bind.dialect.name == "postgresql"
+        and event.type == "appointment.booked"
+    ):
         booked = _book_new(bind, clinic, event, digest, now)
         if booked is not None:
             return booked
@@ -250,7 +253,7 @@ def _event_row(event: EventIn, digest: str, now: datetime) -> dict[str, Any]:
 
 
 def _book_new(
-    bind: Engine | Connection, clinic: Clinic, event: EventIn, digest: str, now: datetime
+    engine: Engine, clinic: Clinic, event: EventIn, digest: str, now: datetime
 ) -> Outcome | None:
     """PostgreSQL, a booking of an appointment not seen before (most events are): the event,
     the appointment, the patient and the planned notifications with their history in one
@@ -272,7 +275,7 @@ def _book_new(
         "detail": "planned",
     }
     try:
-        with bind.engine.connect() as connection:
+        with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
             rows = connection.execute(_book_statement(), values).all()
     except IntegrityError:  # the same event or appointment, committed since the check

@@ -20,6 +20,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
+def utc_naive(moment: datetime) -> datetime:
+    """The moment as the columns hold it: in UTC, without a zone."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC, returns aware UTC: SQLite keeps no zone, so we never let one in unnormalized."""
 
@@ -31,7 +36,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the database")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return utc_naive(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)

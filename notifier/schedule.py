@@ -4,7 +4,7 @@ by conditional update, so two actors can never both win the same transition."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +14,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
-from .models import PENDING, Appointment, Notification, NotificationEvent, Patient, UTCDateTime
+from .models import (
+    PENDING,
+    Appointment,
+    Notification,
+    NotificationEvent,
+    Patient,
+    UTCDateTime,
+    utc_naive,
+)
 from .plan import Planned, Recipient, Visit, plan
 
 
@@ -195,10 +203,6 @@ def planned_arrays(planned: list[Planned]) -> dict[str, list[Any]]:
         "due_at": [utc_naive(p.due_at) for p in planned],
         "expires_at": [utc_naive(p.expires_at) for p in planned],
     }
-
-
-def utc_naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 _RETURNED = ", ".join(c.name for c in Notification.__table__.c)
