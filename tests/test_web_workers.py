@@ -22,6 +22,8 @@ from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink, free_port, wait_until
 from tests.test_processes import AUTH, NOTIFIER, _healthy, stack_env
 
+assert sys.platform == "linux", "these tests read /proc"  # as SO_REUSEPORT's spreading needs
+
 
 class Web:
     def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
@@ -146,6 +148,3 @@ def _established(pid: int, port: int) -> int:
         if local_port == port and fields[3] == "01" and fields[9] in inodes:
             count += 1
     return count
-
-
-assert sys.platform == "linux", "these tests read /proc"
