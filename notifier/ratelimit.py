@@ -1,34 +1,61 @@
 """Messages per second per sender number, shared by every worker process.
 
 Carriers throttle a long code to about 1 SMS a second (toll-free 3, short code 100); past that,
-Twilio queues and eventually drops. The limit is a GCRA: a batch reserves the next free slots
-for its sender in one step, and each message waits for its own slot. In Redis, the slots are
+Twilio queues and eventually drops. The limit is a GCRA: a batch takes the free slots of its
+sender that begin within the next moment (`within` seconds), and each message waits for its own
+slot. Nothing is reserved further ahead, so slots taken by a worker that then dies, or by a
+message withdrawn before its call, are lost for at most that moment. In Redis, the slots are
 shared by all workers.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-# Reserves the next ARGV[2] slots: returns how many milliseconds until the first of them. Redis'
-# own clock is the one clock all workers share.
+# Takes up to ARGV[2] slots, ARGV[1] ms apart, of those that begin within ARGV[3] ms; the rest
+# of the count is given places in line after every place already given (KEYS[2]), which
+# reserve nothing. Returns the milliseconds until the first slot taken (or the next free one),
+# how many were taken, and the milliseconds until the first place in line. Redis' own clock is
+# the one clock all workers share.
 _RESERVE = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
-local interval = tonumber(ARGV[1])
-local taken = interval * tonumber(ARGV[2])
+local interval, count, within = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
-redis.call('SET', KEYS[1], slot + taken, 'PX', math.ceil(slot - now + taken + 1000))
-return slot - now
+local taken = 0
+if slot - now <= within then
+    taken = math.min(count, math.floor((now + within - slot) / interval) + 1)
+    local free = slot + taken * interval
+    redis.call('SET', KEYS[1], free, 'PX', math.ceil(free - now + 1000))
+end
+local line = math.max(tonumber(redis.call('GET', KEYS[2]) or now), slot + taken * interval)
+if count > taken then
+    local last = line + (count - taken) * interval
+    redis.call('SET', KEYS[2], last, 'PX', math.ceil(last - now + 1000))
+end
+return {tostring(slot - now), taken, tostring(line - now)}
 """
 
 
+class Slots(NamedTuple):
+    """What `reserve` gave: the seconds until the first slot taken (or, when none was, until
+    the next free one); how many were taken; and the seconds until the first of the places in
+    line given to the rest, one interval apart. A place in line reserves nothing: it says when
+    to ask again, so that messages waiting for one sender do not all ask at once."""
+
+    wait: float
+    taken: int
+    line: float
+
+
 class RateLimiter(Protocol):
-    def reserve(self, key: str, per_second: float, count: int = 1) -> float:
-        """Takes the next `count` slots of `key`, 1/per_second apart; returns the seconds until
-        the first. Raises redis.RedisError when the shared slots cannot be reached."""
+    def reserve(self, key: str, per_second: float, count: int, within: float) -> Slots:
+        """Takes up to `count` slots of `key`, 1/per_second apart, of those that begin within
+        `within` seconds, and places the rest in line. Raises redis.RedisError when the shared
+        slots cannot be reached."""
         ...
 
 
@@ -40,9 +67,10 @@ class RedisRateLimiter:
         self.prefix = prefix
         self._reserve = self.client.register_script(_RESERVE)
 
-    def reserve(self, key: str, per_second: float, count: int = 1) -> float:
-        interval_ms = 1000.0 / per_second
-        return float(self._reserve(keys=[self.prefix + key], args=[interval_ms, count])) / 1000
+    def reserve(self, key: str, per_second: float, count: int, within: float) -> Slots:
+        keys = [self.prefix + key, self.prefix + key + ":line"]
+        wait_ms, taken, line_ms = self._reserve(keys, [1000.0 / per_second, count, within * 1000])
+        return Slots(float(wait_ms) / 1000, int(taken), float(line_ms) / 1000)
 
 
 class LocalRateLimiter:
@@ -50,11 +78,18 @@ class LocalRateLimiter:
 
     def __init__(self) -> None:
         self._next: dict[str, float] = {}
+        self._line: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def reserve(self, key: str, per_second: float, count: int = 1) -> float:
+    def reserve(self, key: str, per_second: float, count: int, within: float) -> Slots:
         with self._lock:
             now = time.monotonic()
             slot = max(self._next.get(key, now), now)
-            self._next[key] = slot + count / per_second
-        return slot - now
+            taken = 0
+            if slot - now <= within:
+                taken = min(count, math.floor((now + within - slot) * per_second) + 1)
+                self._next[key] = slot + taken / per_second
+            line = max(self._line.get(key, now), slot + taken / per_second)
+            if count > taken:
+                self._line[key] = line + (count - taken) / per_second
+        return Slots(slot - now, taken, line - now)

@@ -1,7 +1,11 @@
-"""The worker's side: re-check a claimed notification, render it, send it once, record the fate.
+"""The worker's side: send a claimed batch once, at its senders' pace, and record each fate.
 
-Every state change is a conditional update (`schedule.transition`), so a redelivered task, a
-second worker or a re-plan racing with us can never make a message go out twice.
+A batch sends only what can go within the next second (`WITHIN_SECONDS`). The rest goes back to
+the schedule, due when its sender will have a slot, so a message waiting for its turn stays
+where a cancel, a re-plan or a STOP reaches it. What is held (`sending`) is looked at again
+right before its call (`recheck`), and each acceptance is written down before the batch starts
+another call. Every state change is a conditional update, so a redelivered task, a second
+worker or a re-plan racing with us can never make a message go out twice.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +29,6 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    exists,
     insert,
     or_,
     select,
@@ -35,55 +38,45 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, joinedload
 
-from .channels import Attachment, Message, SendError
-from .clinic import Location, Treatment
-from .ics import appointment_ics
-from .links import ACTIONS, make_token
-from .models import (
-    Appointment,
-    Notification,
-    NotificationEvent,
-    Patient,
-    SmsOptOut,
-    UTCDateTime,
-)
-from .plan import next_allowed, plan
+from .channels import Message, SendError
+from .compose import compose
+from .models import Appointment, Notification, NotificationEvent, UTCDateTime
+from .recheck import Skip, at_call, opted_out_phones, recheck
 from .runtime import Runtime
-from .schedule import recipient, transition, visit
+from .schedule import transition
 from .track import after_sms_failure, apply_early_receipts
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
-# Which appointment states each kind still makes sense in.
-ACTIVE_FOR = {
-    "confirmation": {"booked"},
-    "reminder": {"booked"},
-    "manual": {"booked"},
-    "aftercare": {"booked", "completed"},
-    "rebook": {"booked", "completed"},
-    "cancellation": {"cancelled"},
-}
+# A batch takes its senders' slots of the next second only; the rest waits in the schedule.
+WITHIN_SECONDS = 1.0
+# A provider call sees the database as it was at most this long before the call: a cancel, a
+# re-plan or a STOP committed earlier wins over it.
+RECHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
-class Skip:
-    status: str  # suppressed | cancelled | scheduled (deferred)
-    reason: str
-    due_at: datetime | None = None
+class Outgoing:
+    """A message admitted to a batch, and when (time.monotonic) its sender's slot comes."""
+
+    n: Notification
+    message: Message
+    at: float
 
 
 def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int, str]:
     """Sends the claimed (`queued`) notifications among `ids`; returns the state each ended in.
 
-    One batch shares its reads, its claim and its record of what was sent, so the database
-    is visited a few times per batch rather than per message; its provider calls run side by
-    side, since each mostly waits on the network.
+    One batch shares its reads, its claim and its records, so the database is visited a few
+    times per batch rather than per message; its provider calls run side by side, since each
+    mostly waits on the network.
     """
+    looked = time.monotonic()
     with rt.sessions() as session:
         now = rt.clock()
-        claimed = _queued(session, ids)
-        opted_out = _opted_out(session, claimed)
+        claimed = _load(session, ids, "queued")
+        opted_out = opted_out_phones(session, claimed)
         fates: dict[int, str] = {}
         ready: list[tuple[Notification, Message]] = []
         for n in claimed:
@@ -91,44 +84,81 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
             if skip is None:
                 ready.append((n, compose(rt, n, now)))
             else:
-                fates[n.id] = _skip(session, n, skip, now)
-        batch = Batch(rt, session, worker)
-        batch.hold(ready)
-        fates.update(batch.send_all(ready))
-        batch.record_sent()
+                fates[n.id] = _skip(session, n, skip, now, "queued")
+        batch = Batch(rt, session, worker, looked)
+        outgoing = batch.admit(ready, fates)
+        batch.hold(outgoing)
+        fates.update(batch.send_all(outgoing))
         return fates
 
 
-# How often a batch still sending writes down its answers so far and looks at its lease.
+# How often a batch still sending looks at its lease.
 UPKEEP_SECONDS = 1.0
-# A message, what its call answered (a provider id, None for "no longer ours", or the error),
-# and how long the call took.
-_Answer = tuple[Notification, "str | BaseException | None", float]
+# A message, what its call answered (a provider id; a Skip for "withdrawn"; None for "no longer
+# ours"; or the error), and how long the call took.
+_Answer = tuple[Notification, "str | Skip | BaseException | None", float]
 
 
 class Batch:
     """The messages one worker holds (`sending`, with a lease) while it calls the provider.
 
     The session belongs to the calling thread; the pool threads only wait for their slot and
-    call the provider, and renew the lease through a session of their own.
+    call the provider, and renew the lease or look at the database through sessions of their
+    own.
     """
 
-    def __init__(self, rt: Runtime, session: Session, worker: str) -> None:
+    def __init__(self, rt: Runtime, session: Session, worker: str, looked: float) -> None:
         self.rt, self.session, self.worker = rt, session, worker
         self.lease = timedelta(seconds=rt.settings.sending_lease_seconds)
         self.held: set[int] = set()
         self.lease_until = rt.clock()
         self.sent: list[dict[str, Any]] = []
-        self._renewing = threading.Lock()
+        # Held rows whose call has begun; held rows a later look withdrew, and why; when
+        # (time.monotonic) the database was last looked at for the rows still waiting.
+        self.called: set[int] = set()
+        self.withdrawn: dict[int, Skip] = {}
+        self.looked = looked
+        self._lock = threading.Lock()
 
-    def hold(self, ready: list[tuple[Notification, Message]]) -> None:
-        """queued → sending for the whole batch, with each body stored for reconciliation."""
+    def admit(
+        self, ready: list[tuple[Notification, Message]], fates: dict[int, str]
+    ) -> list[Outgoing]:
+        """The messages whose sender has a slot within the next second, soonest first. The
+        others go back to the schedule, due a little before their sender will be free."""
+        now = self.rt.clock()
+        admitted: list[Outgoing] = []
+        later: list[dict[str, Any]] = []
+        for channel_name, channel in (("sms", self.rt.sms), ("email", self.rt.email)):
+            mine = [(n, m) for n, m in ready if n.channel == channel_name]
+            if not mine:
+                continue
+            start = time.monotonic()
+            try:
+                delays = channel.pace([m for _, m in mine], WITHIN_SECONDS)
+            except SendError as exc:
+                for n, _ in mine:
+                    fates[n.id] = _failed_send(self.rt, self.session, n, exc, "queued")
+                continue
+            for (n, message), delay in zip(mine, delays, strict=True):
+                if delay <= WITHIN_SECONDS:
+                    admitted.append(Outgoing(n, message, start + delay))
+                else:
+                    due = now + timedelta(seconds=delay - WITHIN_SECONDS / 2)
+                    later.append({"nid": n.id, "due": due, "now": now})
+                    fates[n.id] = "scheduled"
+        if later:
+            self.session.execute(_DEFER, later)
+        return sorted(admitted, key=lambda o: o.at)
+
+    def hold(self, outgoing: list[Outgoing]) -> None:
+        """queued → sending for the admitted messages, with each body stored for
+        reconciliation."""
         now = self.rt.clock()
         self.lease_until = now + self.lease
         if self.session.get_bind().dialect.name == "postgresql":
             values = {
-                "ids": [n.id for n, _ in ready],
-                "bodies": [m.text for _, m in ready],
+                "ids": [o.n.id for o in outgoing],
+                "bodies": [o.message.text for o in outgoing],
                 "now": now,
                 "owner": self.worker,
                 "until": self.lease_until,
@@ -137,116 +167,142 @@ class Batch:
         else:
             self.held = set(
                 transition(
-                    self.session, [n.id for n, _ in ready], ["queued"], "sending", now,
+                    self.session, [o.n.id for o in outgoing], ["queued"], "sending", now,
                     lease_owner=self.worker, lease_until=self.lease_until,
                     attempts=Notification.attempts + 1,
                 )
             )  # fmt: skip
-            bodies = [{"id": n.id, "body": m.text} for n, m in ready if n.id in self.held]
-            if bodies:
-                self.session.execute(update(Notification), bodies)
+            bodies = [{"id": o.n.id, "body": o.message.text} for o in outgoing]
+            if self.held:
+                self.session.execute(
+                    update(Notification), [b for b in bodies if b["id"] in self.held]
+                )
         self.session.commit()
 
-    def send_all(self, ready: list[tuple[Notification, Message]]) -> dict[int, str]:
-        """Calls the provider for each held message at its sender's next slot, as many at a
-        time as `_in_flight` says, and records failures as their answers come back."""
-        fates = {n.id: "lost-race" for n, _ in ready if n.id not in self.held}
-        paced = iter(self._pace([(n, m) for n, m in ready if n.id in self.held], fates))
+    def send_all(self, outgoing: list[Outgoing]) -> dict[int, str]:
+        """Calls the provider for each held message at its slot, as many at a time as
+        `_InFlight` says, and records each answer before starting the next call."""
+        fates = {o.n.id: "lost-race" for o in outgoing if o.n.id not in self.held}
+        waiting = iter([o for o in outgoing if o.n.id in self.held])
         answers: SimpleQueue[_Answer] = SimpleQueue()
 
-        def call(n: Notification, message: Message, at: float) -> None:
+        def call(o: Outgoing) -> None:
+            pause = o.at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
             started = time.monotonic()
             try:
-                answer: str | BaseException | None = self._call(n, message, at)
+                answer: str | Skip | BaseException | None = self._call(o)
             except BaseException as exc:  # a SendError is a fate; the batch raises the rest
                 answer = exc
-            answers.put((n, answer, time.monotonic() - max(started, at)))
+            answers.put((o.n, answer, time.monotonic() - started))
 
         pool, window = _calls(self.rt.settings.send_concurrency)
         started = 0
 
         def start(count: int) -> None:
             nonlocal started
-            for at, n, message in itertools.islice(paced, count):
-                pool.submit(call, n, message, at)
+            for o in itertools.islice(waiting, count):
+                pool.submit(call, o)
                 started += 1
 
         start(window.size)
-        for n, answer, seconds in self._collect(answers, lambda: started):
-            start(window.answered(seconds))
-            if isinstance(answer, SendError):
-                fates[n.id] = _failed_send(self.rt, self.session, n, answer)
-            elif isinstance(answer, BaseException):
-                raise answer
-            elif answer is None:
-                fates[n.id] = "lost-race"
-            else:
-                self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
-                fates[n.id] = "sent"
+        for answered in self._collect(answers, lambda: started):
+            more, fatal = 0, None
+            for n, answer, seconds in answered:
+                more += window.answered(seconds)
+                if isinstance(answer, BaseException) and not isinstance(answer, SendError):
+                    fatal = answer
+                else:
+                    fates[n.id] = self._fate(n, answer)
+            # Written down before another call starts: a crash leaves unrecorded at most the
+            # calls in flight.
+            self.record_sent()
+            if fatal is not None:
+                raise fatal
+            start(more)
+        self.record_sent()
         return fates
+
+    def _fate(self, n: Notification, answer: str | Skip | SendError | None) -> str:
+        if isinstance(answer, SendError):
+            return _failed_send(self.rt, self.session, n, answer, "sending")
+        if isinstance(answer, Skip):
+            return _skip(self.session, n, answer, self.rt.clock(), "sending")
+        if answer is None:
+            return "lost-race"
+        self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
+        return "sent"
 
     def _collect(
         self, answers: SimpleQueue[_Answer], started: Callable[[], int]
-    ) -> Iterator[_Answer]:
-        """The calls' answers as they come, until every call started has answered. Meanwhile,
-        every second, what was sent is written down and the lease kept: a message may wait
-        long for its sender's slot (other workers took the slots before it), and its row must
-        not be presumed lost meanwhile."""
+    ) -> Iterator[list[_Answer]]:
+        """The calls' answers, all that have come at each moment, until every call started
+        has answered. Meanwhile the lease is kept: a slow provider must not make a row look
+        lost."""
         upkeep = time.monotonic()
         collected = 0
         while collected < started():
             try:
-                yield answers.get(timeout=UPKEEP_SECONDS)
-                collected += 1
+                answered = [answers.get(timeout=UPKEEP_SECONDS)]
             except Empty:
-                pass
+                answered = []
+            while answered and not answers.empty():
+                answered.append(answers.get())
+            if answered:
+                collected += len(answered)
+                yield answered
             if time.monotonic() - upkeep >= UPKEEP_SECONDS:
-                self.record_sent()
                 if self._lease_too_short():
                     self._renew()
                 upkeep = time.monotonic()
 
-    def _pace(
-        self, held: list[tuple[Notification, Message]], fates: dict[int, str]
-    ) -> list[tuple[float, Notification, Message]]:
-        """When (time.monotonic) each message may go, soonest first; a channel that cannot say
-        fails its rows."""
-        paced: list[tuple[float, Notification, Message]] = []
-        for channel_name, channel in (("sms", self.rt.sms), ("email", self.rt.email)):
-            mine = [(n, m) for n, m in held if n.channel == channel_name]
-            if not mine:
-                continue
-            start = time.monotonic()
-            try:
-                delays = channel.pace([m for _, m in mine])
-            except SendError as exc:
-                for n, _ in mine:
-                    fates[n.id] = _failed_send(self.rt, self.session, n, exc)
-                continue
-            paced += [(start + d, n, m) for (n, m), d in zip(mine, delays, strict=True)]
-        return sorted(paced, key=lambda item: item[0])
-
-    def _call(self, n: Notification, message: Message, at: float) -> str | None:
-        """In a pool thread: the provider's id for the message, or None if the row is no
-        longer this worker's to send."""
-        pause = at - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
+    def _call(self, o: Outgoing) -> str | Skip | None:
+        """In a pool thread: the provider's id for the message; a Skip if the world no longer
+        wants it sent; None if the row is no longer this worker's to send."""
         # Never call the provider for a row whose lease could lapse before the answer: the
         # reaper would call it unknown and reconciliation might send it again.
         if self._lease_too_short():
             self._renew()
-        if n.id not in self.held:
-            return None
-        channel = self.rt.sms if n.channel == "sms" else self.rt.email
-        return channel.send(message)
+        with self._lock:
+            if time.monotonic() - self.looked > RECHECK_SECONDS:
+                self._look_again()
+            if o.n.id in self.withdrawn:
+                return self.withdrawn.pop(o.n.id)
+            if o.n.id not in self.held:
+                return None
+            skip = at_call(self.rt, o.n, self.rt.clock())
+            if skip is not None:
+                self.held.discard(o.n.id)
+                return skip
+            self.called.add(o.n.id)
+        channel = self.rt.sms if o.n.channel == "sms" else self.rt.email
+        return channel.send(o.message)
+
+    def _look_again(self) -> None:
+        """Re-checks, in one query, the held rows whose calls have not begun (caller holds
+        the lock)."""
+        looked = time.monotonic()
+        waiting = self.held - self.called
+        if waiting:
+            with self.rt.sessions() as session:
+                rows = _load(session, waiting, "sending", owner=self.worker)
+                opted_out = opted_out_phones(session, rows)
+                now = self.rt.clock()
+                self.held -= waiting - {n.id for n in rows}
+                for n in rows:
+                    skip = recheck(self.rt, session, n, now, opted_out)
+                    if skip is not None:
+                        self.withdrawn[n.id] = skip
+                        self.held.discard(n.id)
+        self.looked = looked
 
     def _lease_too_short(self) -> bool:
         margin = timedelta(seconds=self.rt.settings.provider_timeout + 10)
         return self.rt.clock() + margin >= self.lease_until
 
     def _renew(self) -> None:
-        with self._renewing:
+        with self._lock:
             if not self._lease_too_short():  # another thread renewed while this one waited
                 return
             now = self.rt.clock()
@@ -331,6 +387,19 @@ def _calls(size: int) -> tuple[ThreadPoolExecutor, _InFlight]:
 
 
 _table = cast(Table, Notification.__table__)
+# A message whose sender has no slot for it yet goes back to the schedule. Like the clock's
+# claim, this hand-back writes no history.
+_DEFER = (
+    update(_table)
+    .where(_table.c.id == bindparam("nid"), _table.c.status == "queued")
+    .values(
+        status="scheduled",
+        due_at=bindparam("due"),
+        updated_at=bindparam("now"),
+        lease_owner=None,
+        lease_until=None,
+    )
+)
 # sending → sent for many rows at once. Only this worker's lease-held rows are `sending`; an
 # `unknown` row (lease lapsed under a very slow provider) was sent all the same.
 _MARK_SENT = (
@@ -391,10 +460,12 @@ _RECORD_SENT = text(
 )
 
 
-def _queued(session: Session, ids: Sequence[int]) -> list[Notification]:
+def _load(
+    session: Session, ids: Iterable[int], status: str, owner: str | None = None
+) -> list[Notification]:
     query = (
         select(Notification)
-        .where(Notification.id.in_(list(ids)), Notification.status == "queued")
+        .where(Notification.id.in_(list(ids)), Notification.status == status)
         # One query, joined: a batch's rows, appointments and patients in one round trip.
         .options(
             joinedload(Notification.appointment, innerjoin=True).joinedload(
@@ -403,75 +474,24 @@ def _queued(session: Session, ids: Sequence[int]) -> list[Notification]:
         )
         .order_by(Notification.id)
     )
+    if owner is not None:
+        query = query.where(Notification.lease_owner == owner)
     return list(session.scalars(query))
 
 
-def _opted_out(session: Session, rows: list[Notification]) -> set[str]:
-    phones = {n.appointment.patient.phone for n in rows if n.channel == "sms"} - {None}
-    if not phones:
-        return set()
-    query = select(SmsOptOut.phone).where(SmsOptOut.phone.in_(phones), SmsOptOut.active.is_(True))
-    return set(session.scalars(query))
-
-
-def recheck(
-    rt: Runtime, session: Session, n: Notification, now: datetime, opted_out: set[str]
-) -> Skip | None:
-    """What the world looks like now, not when the row was planned: None means go ahead."""
-    appointment, patient = n.appointment, n.appointment.patient
-    location = rt.clinic.location(appointment.location_id)
-    treatment = rt.clinic.treatment(appointment.treatment_id)
-    if location is None or treatment is None:
-        return Skip("suppressed", "not_in_config")
-    who = recipient(patient, location.zone)
-    if now >= n.expires_at:
-        return Skip("suppressed", "stale")
-    if appointment.status not in ACTIVE_FOR[n.kind]:
-        return Skip("cancelled", f"appointment {appointment.status}")
-    if not (who.sms if n.channel == "sms" else who.email):
-        return Skip("suppressed", "no_consent")
-    if n.channel == "sms" and patient.phone in opted_out:
-        return Skip("suppressed", "opted_out")
-    if n.kind == "rebook" and _has_future_visit(session, patient, now):
-        return Skip("suppressed", "already_rebooked")
-    # Manual reminders and email fallbacks are not the policy's, so the plan cannot vouch for them.
-    if n.kind != "manual" and not n.slot.startswith("fallback:"):
-        wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
-        if not any(
-            p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
-        ):
-            return Skip("cancelled", "plan_changed")
-    if n.channel == "sms":
-        allowed = next_allowed(now, rt.clinic.policy.quiet_hours, who.zone)
-        if allowed != now:
-            if allowed >= n.expires_at:
-                return Skip("suppressed", "quiet_hours")
-            return Skip("scheduled", "quiet hours", due_at=allowed)
-    return None
-
-
-def _has_future_visit(session: Session, patient: Patient, now: datetime) -> bool:
-    query = select(
-        exists().where(
-            Appointment.patient_id == patient.id,
-            Appointment.status == "booked",
-            Appointment.start_at > now,
-        )
-    )
-    return bool(session.scalar(query))
-
-
-def _skip(session: Session, n: Notification, skip: Skip, now: datetime) -> str:
+def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: str) -> str:
     values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
     if skip.due_at is not None:
         values["due_at"] = skip.due_at
     else:
         values["reason"] = skip.reason
-    transition(session, [n.id], ["queued"], skip.status, now, skip.reason, **values)
+    transition(session, [n.id], [source], skip.status, now, skip.reason, **values)
     return skip.status
 
 
-def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError) -> str:
+def _failed_send(
+    rt: Runtime, session: Session, n: Notification, exc: SendError, source: str
+) -> str:
     now = rt.clock()
     attempts = n.attempts + 1
     log.warning("notification %s: %s send failed (%s): %s", n.id, n.channel, exc.outcome, exc)
@@ -488,7 +508,7 @@ def _failed_send(rt: Runtime, session: Session, n: Notification, exc: SendError)
     transition(
         session,
         [n.id],
-        ["sending"],
+        [source],
         to,
         now,
         str(exc)[:300],
@@ -505,87 +525,3 @@ def backoff(attempts: int, first: float = 30.0) -> timedelta:
     """30 s, 1 min, 2 min, … capped at an hour, with jitter so retries don't stampede."""
     base = min(first * 2 ** (attempts - 1), 3600)
     return timedelta(seconds=base * random.uniform(0.75, 1.25))
-
-
-def compose(rt: Runtime, n: Notification, now: datetime) -> Message:
-    appointment, patient = n.appointment, n.appointment.patient
-    location = rt.clinic.location(appointment.location_id)
-    treatment = rt.clinic.treatment(appointment.treatment_id)
-    assert location is not None and treatment is not None  # recheck() made sure
-    rendered = rt.renderer.render(
-        n.kind, n.channel, patient.language, context(rt, n, location, treatment)
-    )
-    if n.channel == "sms":
-        return Message(n.id, patient.phone or "", rendered.text, sender=location.sender)
-    attachments: tuple[Attachment, ...] = ()
-    if n.kind == "confirmation":
-        attachments = (_calendar_file(rt, appointment, location, treatment, now),)
-    return Message(
-        n.id,
-        patient.email or "",
-        rendered.text,
-        subject=rendered.subject,
-        html=rendered.html,
-        attachments=attachments,
-    )
-
-
-def context(
-    rt: Runtime, n: Notification, location: Location, treatment: Treatment
-) -> dict[str, Any]:
-    appointment, patient = n.appointment, n.appointment.patient
-    zone = location.zone
-    return {
-        "lang": patient.language,
-        "practice": {"name": rt.clinic.practice.name},
-        "location": location.for_templates(),
-        "patient": {"first_name": patient.first_name},
-        "appointment": {
-            "start": appointment.start_at.astimezone(zone),
-            "end": appointment.end_at.astimezone(zone),
-            "provider": appointment.provider,
-        },
-        "treatment": {
-            "name": treatment.wording(patient.language),
-            "avoid_hours": treatment.avoid_hours,
-        },
-        "notification": {
-            "kind": n.kind,
-            "ask_confirm": n.ask_confirm and appointment.confirmation == "unconfirmed",
-            "rescheduled": appointment.rescheduled,
-        },
-        "links": _links(rt, n, appointment),
-    }
-
-
-def _links(rt: Runtime, n: Notification, appointment: Appointment) -> dict[str, str | None]:
-    if n.channel != "email" or not n.ask_confirm or appointment.confirmation != "unconfirmed":
-        return {"confirm": None, "reschedule": None}
-    secret = rt.settings.secret_key or ""
-    return {
-        action: f"{rt.settings.public_url}/links/"
-        + make_token(secret, appointment.id, action, appointment.end_at)
-        for action in ACTIONS
-    }
-
-
-def _calendar_file(
-    rt: Runtime,
-    appointment: Appointment,
-    location: Location,
-    treatment: Treatment,
-    now: datetime,
-) -> Attachment:
-    domain = (rt.settings.mail_from or "notifier.invalid").rpartition("@")[2].strip(">")
-    data = appointment_ics(
-        uid=f"appointment-{appointment.id}@{domain}",
-        summary=f"{treatment.wording(appointment.patient.language)} - {rt.clinic.practice.name}",
-        start=appointment.start_at,
-        end=appointment.end_at,
-        location=f"{rt.clinic.practice.name}, {location.address}",
-        description=f"{location.name}: {location.display_phone}",
-        # Grows with every reschedule, so calendars move the event instead of adding one.
-        sequence=int(appointment.booked_at.timestamp()),
-        stamp=now,
-    )
-    return Attachment("appointment.ics", "text/calendar", data)

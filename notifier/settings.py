@@ -34,7 +34,7 @@ class Settings:
     # First step of the exponential backoff after a transient provider error.
     retry_base_seconds: float = 30.0
     # A claimed row whose task never ran (broker restarted, say) is claimed again after this.
-    queue_lease_seconds: float = 120.0
+    queue_lease_seconds: float = 60.0
     # Provider calls one worker process has in flight at once: a call mostly waits on the network.
     send_concurrency: int = 16
 

@@ -158,8 +158,8 @@ class Around:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
 
-    def pace(self, messages: Sequence[Message]) -> list[float]:
-        return self.channel.pace(messages)
+    def pace(self, messages: Sequence[Message], within: float) -> list[float]:
+        return self.channel.pace(messages, within)
 
     def send(self, message: Message) -> str:
         return self.channel.send(message)
@@ -398,42 +398,41 @@ def test_an_unreachable_rate_limiter_sends_nothing_and_retries_later(
     assert last.status == "scheduled" and "rate limiter unavailable" in (last.detail or "")
 
 
-class SlotFarAway(Around):
-    """Gives each message a slot `wait` real seconds away, and meanwhile most of the lease the
-    batch took goes by on the simulated clock (other workers took the sender's slots first)."""
+class SlotInASecond(Around):
+    """Gives each message a slot a second away, the longest a held message waits; while it
+    waits, most of the lease goes by on the simulated clock, and the reaper runs during the
+    call once the lease the batch first took is over."""
 
-    def __init__(self, rt: Runtime, clock: SimulatedClock, wait: float) -> None:
+    def __init__(self, rt: Runtime, clock: SimulatedClock) -> None:
         super().__init__(rt.sms)
-        self.rt, self.clock, self.wait = rt, clock, wait
+        self.rt, self.clock = rt, clock
 
-    def pace(self, messages: Sequence[Message]) -> list[float]:
+    def pace(self, messages: Sequence[Message], within: float) -> list[float]:
         margin = self.rt.settings.provider_timeout + 10
-        self.clock.now += timedelta(seconds=self.rt.settings.sending_lease_seconds - margin + 1)
-        return [self.wait] * len(messages)
+        later = timedelta(seconds=self.rt.settings.sending_lease_seconds - margin + 1)
+        threading.Timer(0.5, lambda: setattr(self.clock, "now", self.clock.now + later)).start()
+        return [1.0] * len(messages)
+
+    def send(self, message: Message) -> str:
+        from notifier.dispatch import reap
+
+        self.clock.now += timedelta(seconds=self.rt.settings.provider_timeout + 10)
+        with self.rt.sessions() as session:
+            reap(session, self.clock())
+        return self.channel.send(message)
 
 
-def test_a_batch_keeps_its_lease_while_a_message_waits_for_its_slot(
+def test_a_held_message_has_its_lease_renewed_before_its_call(
     rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
 ) -> None:
-    from notifier.dispatch import reap
     from notifier.send import deliver
 
     ids = book_patients(rt, 1)
-
-    def reaper_once_the_first_lease_is_over() -> None:
-        time.sleep(3)
-        clock.now += timedelta(seconds=rt.settings.provider_timeout + 10)
-        with rt.sessions() as session:
-            reap(session, clock())
-
-    reaper = threading.Thread(target=reaper_once_the_first_lease_is_over)
-    reaper.start()
-    fates = deliver(dataclasses.replace(rt, sms=SlotFarAway(rt, clock, wait=5)), ids)
-    reaper.join()
-    # Without the batch renewing its lease while the call waited, the reaper would have made
-    # the row `unknown` and the call would have been dropped as no longer this worker's.
+    fates = deliver(dataclasses.replace(rt, sms=SlotInASecond(rt, clock)), ids)
+    # Without the renewal before the call, the reaper would have made the row `unknown`.
     assert fates == {ids[0]: "sent"}
     assert len(fake_twilio.messages) == 1
+    assert "unknown" not in history(rt, ids[0])
 
 
 def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(

@@ -482,8 +482,8 @@ class ReceiptRacesTheCommit:
     def __init__(self, rt: Runtime, client: TestClient, status: str, code: str | None) -> None:
         self.rt, self.client, self.status, self.code = rt, client, status, code
 
-    def pace(self, messages: Sequence[Message]) -> list[float]:
-        return self.rt.sms.pace(messages)
+    def pace(self, messages: Sequence[Message], within: float) -> list[float]:
+        return self.rt.sms.pace(messages, within)
 
     def send(self, message: Message) -> str:
         sid = self.rt.sms.send(message)

@@ -45,8 +45,10 @@ class Message:
 
 
 class Channel(Protocol):
-    def pace(self, messages: Sequence[Message]) -> list[float]:
-        """Seconds from now at which each message may be sent (a provider's rate limit)."""
+    def pace(self, messages: Sequence[Message], within: float) -> list[float]:
+        """Seconds from now at which each message may be sent (a provider's rate limit). A slot
+        no more than `within` seconds away is the caller's; a later figure reserves nothing,
+        it only says when to ask again."""
         ...
 
     def send(self, message: Message) -> str: ...
@@ -60,5 +62,5 @@ class Channel(Protocol):
 class Unpaced:
     """For a channel with no rate of its own to keep: every message may go at once."""
 
-    def pace(self, messages: Sequence[Message]) -> list[float]:
+    def pace(self, messages: Sequence[Message], within: float) -> list[float]:
         return [0.0] * len(messages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 
@@ -68,9 +69,10 @@ class TwilioSMS:
         self.limiter = limiter or LocalRateLimiter()
         self.per_second = per_second
 
-    def pace(self, messages: Sequence[Message]) -> list[float]:
-        """Seconds from now at which each message may go: its sender's next free slots,
-        reserved for the whole batch in one step per sender."""
+    def pace(self, messages: Sequence[Message], within: float) -> list[float]:
+        """Seconds from now at which each message may go: its sender's free slots of the next
+        `within` seconds are taken in one step per sender; the rest are given places in line,
+        which reserve nothing."""
         by_sender: dict[str, list[int]] = defaultdict(list)
         for i, message in enumerate(messages):
             by_sender[self._throttle_key(message)].append(i)
@@ -78,11 +80,15 @@ class TwilioSMS:
         for key, indexes in by_sender.items():
             rate = self.per_second(key)
             try:
-                first = self.limiter.reserve(key, rate, len(indexes))
+                slots = self.limiter.reserve(key, rate, len(indexes), within)
             except redis.RedisError as exc:  # nothing has left yet: safe to try again later
                 raise SendError("transient", f"rate limiter unavailable: {exc}") from exc
             for k, i in enumerate(indexes):
-                delays[i] = first + k / rate
+                if k < slots.taken:
+                    delays[i] = min(slots.wait + k / rate, within)
+                else:  # rounding must not bring a place in line inside `within`
+                    later = slots.line + (k - slots.taken) / rate
+                    delays[i] = max(later, math.nextafter(within, math.inf))
         return delays
 
     def _throttle_key(self, message: Message) -> str:

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ..clinic import Location
+from ..compose import compose
 from ..models import PENDING, Appointment, InboundMessage, Notification
 from ..render import sms_segments
 from ..runtime import Runtime
-from ..send import compose
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""The send-time re-check: does the world, as it is now, still want this message sent?
+
+A row was planned days ago; since then the visit may have been cancelled or moved, the patient
+may have texted STOP, quiet hours may have begun. The worker asks here when it loads a batch,
+again for whatever still waits for its slot (`RECHECK_SECONDS`), and the pure part (`at_call`)
+right before each provider call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from .models import Appointment, Notification, Patient, SmsOptOut
+from .plan import next_allowed, plan
+from .runtime import Runtime
+from .schedule import recipient, visit
+
+# Which appointment states each kind still makes sense in.
+ACTIVE_FOR = {
+    "confirmation": {"booked"},
+    "reminder": {"booked"},
+    "manual": {"booked"},
+    "aftercare": {"booked", "completed"},
+    "rebook": {"booked", "completed"},
+    "cancellation": {"cancelled"},
+}
+
+
+@dataclass(frozen=True)
+class Skip:
+    status: str  # suppressed | cancelled | scheduled (deferred)
+    reason: str
+    due_at: datetime | None = None
+
+
+def opted_out_phones(session: Session, rows: list[Notification]) -> set[str]:
+    """Which of these rows' SMS numbers are in the opt-out registry, in one query."""
+    phones = {n.appointment.patient.phone for n in rows if n.channel == "sms"} - {None}
+    if not phones:
+        return set()
+    query = select(SmsOptOut.phone).where(SmsOptOut.phone.in_(phones), SmsOptOut.active.is_(True))
+    return set(session.scalars(query))
+
+
+def recheck(
+    rt: Runtime, session: Session, n: Notification, now: datetime, opted_out: set[str]
+) -> Skip | None:
+    """What the world looks like now, not when the row was planned: None means go ahead."""
+    appointment, patient = n.appointment, n.appointment.patient
+    location = rt.clinic.location(appointment.location_id)
+    treatment = rt.clinic.treatment(appointment.treatment_id)
+    if location is None or treatment is None:
+        return Skip("suppressed", "not_in_config")
+    who = recipient(patient, location.zone)
+    if now >= n.expires_at:
+        return Skip("suppressed", "stale")
+    if appointment.status not in ACTIVE_FOR[n.kind]:
+        return Skip("cancelled", f"appointment {appointment.status}")
+    if not (who.sms if n.channel == "sms" else who.email):
+        return Skip("suppressed", "no_consent")
+    if n.channel == "sms" and patient.phone in opted_out:
+        return Skip("suppressed", "opted_out")
+    if n.kind == "rebook" and _has_future_visit(session, patient, now):
+        return Skip("suppressed", "already_rebooked")
+    # Manual reminders and email fallbacks are not the policy's, so the plan cannot vouch for them.
+    if n.kind != "manual" and not n.slot.startswith("fallback:"):
+        wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
+        if not any(
+            p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
+        ):
+            return Skip("cancelled", "plan_changed")
+    return at_call(rt, n, now)
+
+
+def at_call(rt: Runtime, n: Notification, now: datetime) -> Skip | None:
+    """The checks that need no database: expiry, and quiet hours in the patient's zone. Cheap
+    enough to run right before every provider call."""
+    if now >= n.expires_at:
+        return Skip("suppressed", "stale")
+    if n.channel != "sms":
+        return None
+    location = rt.clinic.location(n.appointment.location_id)
+    if location is None:
+        return Skip("suppressed", "not_in_config")
+    zone = recipient(n.appointment.patient, location.zone).zone
+    allowed = next_allowed(now, rt.clinic.policy.quiet_hours, zone)
+    if allowed == now:
+        return None
+    if allowed >= n.expires_at:
+        return Skip("suppressed", "quiet_hours")
+    return Skip("scheduled", "quiet hours", due_at=allowed)
+
+
+def _has_future_visit(session: Session, patient: Patient, now: datetime) -> bool:
+    query = select(
+        exists().where(
+            Appointment.patient_id == patient.id,
+            Appointment.status == "booked",
+            Appointment.start_at > now,
+        )
+    )
+    return bool(session.scalar(query))
