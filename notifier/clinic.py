@@ -48,9 +48,12 @@ class Policy(_Strict):
     )
     # Rebook nudges go by the first channel the patient has consented to.
     rebook_channels: tuple[Channel, ...] = ("sms", "email")
-    # Twilio answers STOP, START and HELP itself unless its opt-out handling is switched off
-    # for the account; then set this to false and we answer them.
+    # Twilio answers STOP and START itself unless its opt-out handling is switched off for
+    # the account; then set this to false and we answer them.
     twilio_answers_keywords: bool = True
+    # Twilio's stock HELP answer names neither the practice nor its phone, so we answer HELP;
+    # set this to true when the Messaging Service's Advanced Opt-Out has its own HELP text.
+    twilio_answers_help: bool = False
     # What carriers let one sender number send: a long code 1, toll-free 3, a short code 100.
     sms_per_second: float = Field(default=1.0, gt=0)
 

@@ -28,12 +28,16 @@ from .plan import Planned
 from .runtime import Runtime
 from .schedule import add, transition
 
-CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI"}
+# Words reduced by keyword(): "Sí", "¡Sí!" and "si" are all SI; "Confirmo." is CONFIRMO.
+CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI", "CONFIRMO"}
 RESCHEDULE = {"R", "RESCHEDULE", "N", "NO"}
 # Carrier and Twilio opt-out words. CANCEL is one of them: never ask patients to reply CANCEL.
 STOP = {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL"}
 START = {"START", "UNSTOP", "YES"}
 HELP = {"HELP", "INFO"}
+# With Advanced Opt-Out, Twilio names the kind of keyword it matched, whatever the word: a
+# clinic's own words ("BAJA", "PARAR") block or unblock the number at Twilio all the same.
+OPT_OUT_TYPES = {"STOP": "stop", "START": "start", "HELP": "help"}
 AUTO_REPLY_EVERY = timedelta(days=1)
 EARLY_RECEIPTS_KEPT = timedelta(days=1)
 # Twilio's final delivery states; a receipt never moves a message out of one of these.
@@ -49,7 +53,15 @@ def keyword(body: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", letters).upper()
 
 
-def intent(word: str, opted_out: bool) -> str:
+def intent(word: str, opted_out: bool, opt_out_type: str = "") -> str:
+    """What a reply asks for; `opt_out_type` is Twilio's OptOutType, when it sent one."""
+    twilio_says = OPT_OUT_TYPES.get(opt_out_type.strip().upper())
+    # Twilio counts YES as an opt-in word even from a number that never opted out; unblocking
+    # such a number changes nothing, and the patient meant "I'll be there".
+    if twilio_says == "start" and not opted_out and word in CONFIRM:
+        return "confirm"
+    if twilio_says:
+        return twilio_says
     # YES means "text me again" to someone who said STOP, and "I'll be there" to anyone else.
     if word in START and (opted_out or word != "YES"):
         return "start"
@@ -99,7 +111,7 @@ def receive(rt: Runtime, session: Session, form: dict[str, str], now: datetime) 
     if session.scalar(select(InboundMessage.id).where(InboundMessage.provider_id == sid)):
         return Reply(None, {})  # Twilio retried a webhook we already handled
     word = keyword(form.get("Body", ""))
-    what = intent(word, is_opted_out(session, sender))
+    what = intent(word, is_opted_out(session, sender), form.get("OptOutType", ""))
     appointment = match_appointment(rt, session, sender, form.get("To", ""), now)
     patient = appointment.patient if appointment else _patient_by_phone(session, sender)
     message = InboundMessage(
@@ -133,8 +145,9 @@ def _act(
     now: datetime,
 ) -> str | None:
     """Applies the reply's effect and names the answer to send, if any."""
-    # Twilio answers these words itself by default; a second answer would only confuse.
-    ours = not rt.clinic.policy.twilio_answers_keywords
+    policy = rt.clinic.policy
+    # Twilio answers STOP and START itself by default; a second answer would only confuse.
+    ours = not policy.twilio_answers_keywords
     if message.intent == "stop":
         opt_out(session, message.from_number, f"keyword:{keyword(message.body)}", now)
         return "reply_stop" if ours else None
@@ -142,7 +155,9 @@ def _act(
         opt_in(session, message.from_number, now)
         return "reply_start" if ours else None
     if message.intent == "help":
-        return "reply_help" if ours else None
+        # Twilio's own HELP answer names neither the practice nor its phone: ours does,
+        # unless the clinic's Messaging Service is set up to answer HELP itself.
+        return None if policy.twilio_answers_help else "reply_help"
     if message.intent == "confirm" and appointment is not None:
         appointment.confirmation, appointment.confirmation_at = "confirmed", now
         return "reply_confirmed"

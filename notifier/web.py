@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
+from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -116,15 +117,15 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
 
     async def twilio_form(request: Request) -> dict[str, str]:
         """The webhook's form, once its X-Twilio-Signature proves Twilio sent it to this URL."""
-        form = dict(parse_qsl((await read_body(request)).decode(errors="replace")))
+        params = twilio_params(await read_body(request))
         url = rt.settings.public_url + request.url.path
         if request.url.query:
             url += "?" + request.url.query
         token = rt.settings.twilio_auth_token
         signature = request.headers.get("x-twilio-signature", "")
-        if not token or not RequestValidator(token).validate(url, form, signature):
+        if not token or not RequestValidator(token).validate(url, params, signature):
             raise HTTPException(403, "bad or missing X-Twilio-Signature")
-        return form
+        return first_values(params)
 
     @app.post("/twilio/inbound")
     async def twilio_inbound(request: Request, s: Db) -> Response:
@@ -210,6 +211,18 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     return app
+
+
+def twilio_params(body: bytes) -> ImmutableMultiDict[str, str]:
+    """Every field of a webhook's form as Twilio sent it, the signature's input: blank values
+    (an SMS's unknown FromCity, an MMS's Body, a receipt's ErrorCode) and repeated keys kept."""
+    text = body.decode(errors="replace")
+    return ImmutableMultiDict(parse_qsl(text, keep_blank_values=True))
+
+
+def first_values(params: ImmutableMultiDict[str, str]) -> dict[str, str]:
+    """The form as the services read it: one value per field, the first one sent."""
+    return {key: params.getlist(key)[0] for key in params}
 
 
 def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:

@@ -162,27 +162,45 @@ def test_start_words_opt_back_in(client: TestClient, rt: Runtime, body: str) -> 
     assert confirmation(rt) == "unconfirmed"
 
 
-def answering_keywords_ourselves(rt: Runtime) -> Runtime:
-    """As with Twilio's own opt-out handling switched off for the account."""
-    policy = rt.clinic.policy.model_copy(update={"twilio_answers_keywords": False})
+def with_policy(rt: Runtime, **changes: object) -> Runtime:
+    """The same runtime with these `[policy]` settings of the clinic file changed."""
+    policy = rt.clinic.policy.model_copy(update=changes)
     return dataclasses.replace(rt, clinic=rt.clinic.model_copy(update={"policy": policy}))
 
 
 @pytest.mark.parametrize("body", ["HELP", "info"])
-def test_help_answers_with_practice_phone_and_how_to_stop(rt: Runtime, body: str) -> None:
-    ours = answering_keywords_ourselves(rt)
-    book(ours)
-    with TestClient(create_app(ours)) as client:
-        text = reply(client, ours, body).text
+def test_help_answers_with_practice_phone_and_how_to_stop(
+    client: TestClient, rt: Runtime, body: str
+) -> None:
+    book(rt)
+    text = reply(client, rt, body).text
     assert "North Shore Skin &amp; Neurology" in text and "STOP" in text and "555-0117" in text
 
 
-@pytest.mark.parametrize("body", ["STOP", "START", "HELP"])
+@pytest.mark.parametrize("body", ["STOP", "START"])
 def test_twilio_answers_its_own_keywords_so_we_stay_silent(
     client: TestClient, rt: Runtime, body: str
 ) -> None:
     book(rt)
     answer = reply(client, rt, body)
+    assert answer.status_code == 200 and "<Message>" not in answer.text
+
+
+@pytest.mark.parametrize("body, answer", [("STOP", "no more texts"), ("START", "again")])
+def test_with_twilio_opt_out_handling_off_we_answer_stop_and_start(
+    rt: Runtime, body: str, answer: str
+) -> None:
+    ours = with_policy(rt, twilio_answers_keywords=False)
+    book(ours)
+    with TestClient(create_app(ours)) as client:
+        assert answer in reply(client, ours, body).text
+
+
+def test_a_messaging_service_that_answers_help_itself_leaves_us_silent(rt: Runtime) -> None:
+    theirs = with_policy(rt, twilio_answers_help=True)
+    book(theirs)
+    with TestClient(create_app(theirs)) as client:
+        answer = reply(client, theirs, "HELP")
     assert answer.status_code == 200 and "<Message>" not in answer.text
 
 
