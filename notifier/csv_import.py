@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,8 +23,11 @@ from sqlalchemy.orm import Session
 
 from .clinic import Clinic
 from .ingest import EventConflict, InvalidEvent, apply_event
+from .integrations import implausible_year
 from .models import BookingEvent
 from .runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 COLUMNS = (
     "event_id", "type", "occurred_at", "appointment_id", "location", "treatment", "provider",
@@ -166,12 +170,23 @@ def _import_row(rt: Runtime, row: Row, report: ImportReport) -> None:
         except EventConflict as exc:
             report.errors.append(RowError(row.line, "event_id", str(exc)))
             return
+        except Exception as exc:  # one row's surprise must not cost the rows after it
+            log.debug("line %d could not be imported", row.line, exc_info=True)
+            report.errors.append(RowError(row.line, "", f"could not be imported: {_cause(exc)}"))
+            return
     if outcome.duplicate:
         report.unchanged += 1
     elif outcome.outcome == "ignored_stale":
         report.stale += 1
     else:
         report.applied += 1
+
+
+def _cause(exc: Exception) -> str:
+    # A database error goes on with the statement and its values, the patient's data: the
+    # first line says what went wrong.
+    first = next(iter(str(exc).splitlines()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def booking_event(
@@ -242,6 +257,9 @@ def _time(row: dict[str, str], column: str, zone: ZoneInfo | None) -> str | None
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _BadRow(column, f"not a date and time: {value!r} (like 2026-12-03 10:00)") from None
+    problem = implausible_year(moment)
+    if problem:
+        raise _BadRow(column, problem)
     if moment.tzinfo is not None or zone is None:
         return value  # with no known location, ingest says what is wrong
     return _localized(moment, zone, column).isoformat()

@@ -116,6 +116,8 @@ class EventIn(_In):
     occurred_at: AwareDatetime
     appointment: AppointmentIn
     patient: PatientIn
+    # Not in the contract: a door's cancel that asks the patient to pick another time.
+    wants_reschedule: bool = False
 
 
 def normalize_phone(value: str, region: str = "US") -> str:
@@ -318,7 +320,10 @@ def _apply(
     appointment.start_at = apt.start
     appointment.end_at = apt.end
     appointment.status = STATUS_AFTER[event.type]
-    if event.type == "appointment.cancelled":
+    if event.type == "appointment.cancelled" and event.wants_reschedule:
+        # No cancellation notice (it is planned from cancelled_at): the patient is rebooking.
+        appointment.confirmation, appointment.confirmation_at = "wants_reschedule", now
+    elif event.type == "appointment.cancelled":
         appointment.cancelled_at = event.occurred_at
     appointment.last_event_at = event.occurred_at
     appointment.updated_at = now

@@ -39,9 +39,14 @@ def client(rt: Runtime) -> Iterator[TestClient]:
         yield test_client
 
 
+def as_sent(payload: dict[str, Any]) -> bytes:
+    """The body as Cal.com's JSON.stringify writes it: no spaces, UTF-8."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def deliver(client: TestClient, payload: dict[str, Any]) -> Any:
     """As Cal.com does: the JSON body, signed, and no API key."""
-    body = json.dumps(payload).encode()
+    body = as_sent(payload)
     headers = {"Content-Type": "application/json", "X-Cal-Signature-256": signature(body)}
     return client.post("/v1/integrations/calcom", content=body, headers=headers)
 
@@ -223,4 +228,111 @@ def test_an_unsigned_or_tampered_webhook_is_403_and_nothing_is_stored(
 def test_without_a_configured_secret_nothing_is_taken(rt: Runtime) -> None:
     with TestClient(integrations_app(rt)) as client:
         assert deliver(client, webhook("booking-created.json")).status_code == 503
+    assert stored(rt) == NOTHING
+
+
+def test_a_phone_only_booking_s_made_up_address_is_never_mailed(
+    client: TestClient, rt: Runtime
+) -> None:
+    # Booked with a phone number only, Cal.com fills the email in as <digits>@sms.cal.com.
+    answer = deliver(client, webhook("booking-created-phone-only.json"))
+    assert answer.status_code == 202, answer.text
+    assert {channel for _, channel, _ in scheduled(answer)} == {"sms"}
+    with rt.sessions() as session:
+        patient = session.scalars(select(Patient)).one()
+    assert (patient.phone, patient.email) == ("+17185550134", None)
+
+
+def test_the_patient_id_of_a_phone_only_booking_comes_from_the_phone(
+    client: TestClient, rt: Runtime
+) -> None:
+    shouting = webhook("booking-created-phone-only.json")
+    shouting["payload"]["attendees"][0]["email"] = " 17185550134@SMS.Cal.com"
+    deliver(client, shouting)
+    with rt.sessions() as session:
+        patient = session.scalars(select(Patient)).one()
+    digest = hashlib.sha256(b"+17185550134").hexdigest()[:16]
+    assert (patient.id, patient.email) == (f"calcom:{digest}", None)
+
+
+def test_a_form_answer_left_empty_is_no_phone(client: TestClient, rt: Runtime) -> None:
+    # Cal.com writes "N/A" for a question not answered; the attendee's own number still counts.
+    created = webhook("booking-created.json")
+    created["payload"]["responses"]["attendeePhoneNumber"]["value"] = "N/A"
+    assert deliver(client, created).status_code == 202
+    with rt.sessions() as session:
+        assert session.scalars(select(Patient.phone)).one() == "+17185550134"
+
+
+def test_a_reschedule_request_stops_the_reminders_without_a_cancellation_text(
+    client: TestClient, rt: Runtime
+) -> None:
+    deliver(client, webhook("booking-created.json"))
+    answer = deliver(client, webhook("booking-cancelled-request-reschedule.json"))
+    assert answer.status_code == 202, answer.text
+    appointment = answer.json()["appointment"]
+    assert (appointment["status"], appointment["confirmation"]) == ("cancelled", "wants_reschedule")
+    assert scheduled(answer) == []  # no reminder for the given-up time, and no "cancelled" text
+    assert {n["status"] for n in answer.json()["notifications"]} == {"cancelled"}
+
+
+def test_the_new_time_picked_after_a_reschedule_request_books_the_visit_again(
+    client: TestClient,
+) -> None:
+    deliver(client, webhook("booking-created.json"))
+    deliver(client, webhook("booking-cancelled-request-reschedule.json"))
+    # Cal.com books the new time under a new uid, with rescheduleUid naming the first.
+    answer = deliver(client, webhook("booking-rescheduled.json"))
+    appointment = answer.json()["appointment"]
+    assert (appointment["id"], appointment["status"]) == (ORIGINAL_UID, "booked")
+    assert appointment["confirmation"] == "unconfirmed"
+    assert ("confirmation", "sms", "2026-11-30T13:57:00Z") in scheduled(answer)
+
+
+def test_a_plain_cancel_still_tells_the_patient(client: TestClient) -> None:
+    deliver(client, webhook("booking-created.json"))
+    cancelled = webhook("booking-cancelled.json")
+    cancelled["payload"]["uid"] = ORIGINAL_UID
+    assert cancelled["payload"]["requestReschedule"] is False
+    answer = deliver(client, cancelled)
+    assert answer.json()["appointment"]["confirmation"] == "unconfirmed"
+    assert [kind for kind, _, _ in scheduled(answer)] == ["cancellation"]
+
+
+def test_a_ping_from_a_webhook_without_a_secret_is_refused_saying_why(
+    client: TestClient, rt: Runtime
+) -> None:
+    body = as_sent(webhook("ping.json"))
+    headers = {"Content-Type": "application/json", "X-Cal-Signature-256": "no-secret-provided"}
+    answer = client.post("/v1/integrations/calcom", content=body, headers=headers)
+    assert answer.status_code == 403
+    assert "NOTIFIER_CALCOM_SECRET" in answer.json()["reason"]
+    assert stored(rt) == NOTHING
+
+
+def test_a_signed_ping_is_answered_ignored(client: TestClient, rt: Runtime) -> None:
+    answer = deliver(client, webhook("ping.json"))
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "ignored")
+    assert stored(rt) == NOTHING
+
+
+@pytest.mark.parametrize(
+    "where, key, value",
+    [
+        ("payload", "startTime", "9999-12-31T23:00:00Z"),
+        ("payload", "endTime", "9999-12-31T23:30:00-05:00"),
+        ("payload", "startTime", "0001-01-01T00:00:00+05:00"),
+        ("body", "createdAt", "0001-01-01T00:00:00Z"),
+        ("body", "createdAt", "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_a_time_at_the_end_of_the_calendar_is_422_not_a_crash(
+    client: TestClient, rt: Runtime, where: str, key: str, value: str
+) -> None:
+    payload = webhook("booking-created.json")
+    (payload["payload"] if where == "payload" else payload)[key] = value
+    answer = deliver(client, payload)
+    field = f"payload.{key}" if where == "payload" else key
+    assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
+    assert "outside 1900-2999" in answer.json()["reason"]
     assert stored(rt) == NOTHING

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import argparse
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from notifier import ingest
+from notifier.clinic import Clinic
 from notifier.csv_import import ImportFileError, ProgressBar, RowError, import_csv
+from notifier.ingest import Outcome
 from notifier.models import Appointment, BookingEvent, Notification, NotificationEvent
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock
@@ -210,3 +216,58 @@ def test_the_command_says_when_the_file_cannot_be_read(
     args = command(["import", str(tmp_path / "missing.csv")])
     assert args.run(args) == 2
     assert "missing.csv: cannot read: No such file or directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "column"),
+    [
+        ("9999-12-31 23:00", "9999-12-31 23:30", "start"),
+        ("2026-12-04 11:00", "9999-12-31T23:30:00-05:00", "end"),
+        ("0001-01-01 00:00", "0001-01-01 00:30", "start"),
+        ("0001-01-01T00:00:00+05:00", "2026-12-04 11:45", "start"),
+    ],
+)
+def test_a_time_at_the_end_of_the_calendar_is_that_row_s_error(
+    rt: Runtime, tmp_path: Path, start: str, end: str, column: str
+) -> None:
+    far = CARLOS.replace("2026-12-04 11:00", start).replace("2026-12-04 11:45", end)
+    report = import_csv(rt, csv_file(tmp_path, far, ANA), progress=False)
+    assert [(e.line, e.column) for e in report.errors][:1] == [(2, column)]
+    assert "outside 1900-2999" in report.errors[0].reason
+    assert report.applied == 1  # Ana, on the next line
+
+
+def failing_for(appointment_id: str) -> Callable[..., Outcome]:
+    """apply_event, except that one appointment's row meets an error nobody foresaw."""
+
+    def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -> Outcome:
+        if payload["appointment"]["id"] == appointment_id:
+            raise RuntimeError("disk on fire\nand the rest of a long story")
+        return ingest.apply_event(session, clinic, payload, now)
+
+    return apply_event
+
+
+def test_a_row_that_fails_unexpectedly_is_reported_and_the_rest_go_in(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("notifier.csv_import.apply_event", failing_for("apt-1"))
+    report = import_csv(rt, csv_file(tmp_path, ANA, CARLOS), progress=False)
+    assert report.errors == [RowError(2, "", "could not be imported: RuntimeError: disk on fire")]
+    assert report.summary() == "2 rows: 1 applied, 0 unchanged, 0 older than what we know, 1 failed"
+    with rt.sessions() as session:
+        assert set(session.scalars(select(Appointment.id))) == {"apt-2"}
+
+
+def test_the_command_reports_an_unexpected_failure_without_a_traceback(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFIER_DATABASE_URL", rt.settings.database_url)
+    monkeypatch.setenv("NOTIFIER_CONFIG", str(rt.settings.config_path))
+    monkeypatch.setattr("notifier.csv_import.apply_event", failing_for("apt-2"))
+    path = csv_file(tmp_path, ANA, CARLOS)
+    args = command(["import", str(path)])
+    assert args.run(args) == 1
+    out, err = capsys.readouterr()
+    assert err == f"{path}:3: could not be imported: RuntimeError: disk on fire\n"
+    assert out == "2 rows: 1 applied, 0 unchanged, 0 older than what we know, 1 failed\n"

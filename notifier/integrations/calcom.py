@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 
 from ..ingest import InvalidEvent
 from ..models import BookingEvent
-from . import Ignored, error_reason, primary_language
+from . import Ignored, error_reason, implausible_year, primary_language
 from .config import CalcomConfig, CalcomEventType
 
 EVENT_TYPES = {
@@ -23,6 +24,23 @@ EVENT_TYPES = {
 }
 # The booking form's phone field, then a custom field a clinic may have named "phone".
 PHONE_RESPONSES = ("attendeePhoneNumber", "phone")
+# What Cal.com puts in a booking form answer left empty.
+NO_ANSWER = "N/A"
+# A booking made with a phone number only gets the made-up address <digits>@sms.cal.com,
+# which reaches no one.
+PLACEHOLDER_EMAIL_DOMAIN = "@sms.cal.com"
+# What Cal.com sends as X-Cal-Signature-256 when its webhook has no secret.
+NO_SECRET = "no-secret-provided"
+
+
+def _plausible(moment: datetime) -> datetime:
+    problem = implausible_year(moment)
+    if problem:
+        raise ValueError(problem)
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class _In(BaseModel):
@@ -45,30 +63,37 @@ class _Booking(_In):
     uid: str = Field(min_length=1, max_length=80)
     type: str = ""  # the event type's slug
     event_type_id: int | None = None
-    start_time: AwareDatetime
-    end_time: AwareDatetime
+    start_time: Moment
+    end_time: Moment
     attendees: list[_Person] = Field(min_length=1)
     organizer: _Person | None = None
     responses: dict[str, Any] = {}
     location: str | None = None
     reschedule_uid: str | None = None
     sms_reminder_number: str | None = None
+    # On BOOKING_CANCELLED: the clinic asked the patient to pick a new time ("Request reschedule").
+    request_reschedule: bool = False
 
 
 class _Webhook(_In):
     trigger_event: str
-    created_at: AwareDatetime
+    created_at: Moment
     payload: dict[str, Any]
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def signed(body: bytes, signature: str | None, secret: str) -> bool:
-    """Cal.com's X-Cal-Signature-256: the hex HMAC-SHA256 of the raw body under the secret."""
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature_problem(body: bytes, signature: str | None, secret: str) -> str | None:
+    """Why X-Cal-Signature-256 (the hex HMAC-SHA256 of the raw body under the secret) does not
+    let the body in, or None when it does."""
     given = (signature or "").strip().lower()
-    return hmac.compare_digest(expected.encode(), given.encode())
+    if given == NO_SECRET:
+        return "the Cal.com webhook has no secret: give it the one in NOTIFIER_CALCOM_SECRET"
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        return "X-Cal-Signature-256 is missing or wrong"
+    return None
 
 
 def booking_event(payload: Any, config: CalcomConfig, session: Session) -> dict[str, Any] | Ignored:
@@ -82,7 +107,7 @@ def booking_event(payload: Any, config: CalcomConfig, session: Session) -> dict[
     if mapping is None:
         # Cal.com webhooks are often account-wide: a phone consult is not a treatment to remind of.
         return Ignored(f"event type {booking.type!r} is not in integrations.calcom.event_types")
-    return {
+    event: dict[str, Any] = {
         "id": f"calcom:{booking.uid}:{webhook.trigger_event}",
         "type": event_type,
         "occurred_at": webhook.created_at.isoformat(),
@@ -96,6 +121,12 @@ def booking_event(payload: Any, config: CalcomConfig, session: Session) -> dict[
         },
         "patient": _patient(booking.attendees[0], _phone(booking), config),
     }
+    if event_type == "appointment.cancelled" and booking.request_reschedule:
+        # The slot is given up and the patient asked, by Cal.com, to pick another: the
+        # reminders stop, no "cancelled" text contradicts Cal.com's email, the appointment says
+        # it waits for a new time.
+        event["wants_reschedule"] = True
+    return event
 
 
 def _validated(model: type[M], data: Any, prefix: str) -> M:
@@ -143,17 +174,23 @@ def _phone(booking: _Booking) -> str | None:
 def _answer(response: Any) -> str | None:
     # Cal.com sends a booking form answer as {"label": …, "value": …}; older versions bare.
     value = response.get("value") if isinstance(response, dict) else response
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and value != NO_ANSWER else None
+
+
+def _email(attendee: _Person) -> str | None:
+    email = attendee.email or ""
+    return None if not email or email.lower().endswith(PLACEHOLDER_EMAIL_DOMAIN) else email
 
 
 def _patient(attendee: _Person, phone: str | None, config: CalcomConfig) -> dict[str, Any]:
     first_name, _, last_name = attendee.name.partition(" ")
+    email = _email(attendee)
     patient = {
-        "id": _patient_id(attendee.email or phone or ""),
+        "id": _patient_id(email or phone or ""),
         "first_name": first_name,
         "last_name": last_name.strip(),
         "phone": phone,
-        "email": attendee.email,
+        "email": email,
         "time_zone": attendee.time_zone,
         "consent": config.consent.model_dump(),
     }

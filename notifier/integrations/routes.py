@@ -50,8 +50,10 @@ def router(
         if calcom_secret is None:
             return _refused(503, "not_configured", "set NOTIFIER_CALCOM_SECRET to take Cal.com")
         body = await read_body(request)
-        if not calcom.signed(body, request.headers.get("x-cal-signature-256"), calcom_secret):
-            return _refused(403, "bad_signature", "X-Cal-Signature-256 is missing or wrong")
+        signature = request.headers.get("x-cal-signature-256")
+        problem = calcom.signature_problem(body, signature, calcom_secret)
+        if problem:
+            return _refused(403, "bad_signature", problem)
         with rt.sessions() as session:
             try:
                 event = calcom.booking_event(decode_json(body), config.calcom, session)
