@@ -299,6 +299,39 @@ def _replayed(session: Session, event_id: str, digest: str) -> Outcome:
     return Outcome(seen.id, seen.appointment_id, seen.outcome, duplicate=True)
 
 
+def stored_booking(session: Session, appointment_id: str) -> dict[str, dict[str, Any]] | None:
+    """A stored appointment and its patient as an event's `appointment` and `patient`: what a
+    door may take as given when a cancel names only the appointment."""
+    appointment = session.get(Appointment, appointment_id)
+    if appointment is None:
+        return None
+    patient = appointment.patient
+    return {
+        "appointment": {
+            "id": appointment.id,
+            "location": appointment.location_id,
+            "treatment": appointment.treatment_id,
+            "provider": appointment.provider,
+            "start": appointment.start_at.isoformat(),
+            "end": appointment.end_at.isoformat(),
+        },
+        "patient": {
+            "id": patient.id,
+            "first_name": patient.first_name,
+            "last_name": patient.last_name,
+            "phone": patient.phone,
+            "email": patient.email,
+            "language": patient.language,
+            "time_zone": patient.time_zone,
+            "consent": {
+                "sms": patient.consent_sms,
+                "email": patient.consent_email,
+                "marketing": patient.consent_marketing,
+            },
+        },
+    }
+
+
 def _apply(
     session: Session, event: EventIn, appointment: Appointment | None, now: datetime
 ) -> Appointment:

@@ -27,6 +27,9 @@ class Settings:
     smtp_url: str | None = None
     mail_from: str | None = None
     calcom_secret: str | None = None
+    # The clinic's FHIR server, read back when a notification names an Appointment without it.
+    fhir_base_url: str | None = None
+    fhir_token: str | None = None
     outbox_path: Path = Path("outbox.txt")
     templates_dir: Path = TEMPLATES_DIR
     # Every provider call gives up after this; a send held longer than twice it is presumed lost.
@@ -65,6 +68,8 @@ class Settings:
             smtp_url=get("NOTIFIER_SMTP_URL"),
             mail_from=get("NOTIFIER_MAIL_FROM"),
             calcom_secret=get("NOTIFIER_CALCOM_SECRET"),
+            fhir_base_url=(get("NOTIFIER_FHIR_BASE_URL") or "").rstrip("/") or None,
+            fhir_token=get("NOTIFIER_FHIR_TOKEN"),
             outbox_path=Path(get("NOTIFIER_OUTBOX") or cls.outbox_path),
             templates_dir=Path(get("NOTIFIER_TEMPLATES") or TEMPLATES_DIR),
             provider_timeout=_seconds(env, "NOTIFIER_PROVIDER_TIMEOUT", cls.provider_timeout),

@@ -5,19 +5,24 @@ Both end in the same `accept` as that route, so a booking answers alike whicheve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from ..bodies import decode_json, invalid, read_body
-from ..ingest import InvalidEvent
+from ..ingest import InvalidEvent, stored_booking
 from ..runtime import Runtime
 from . import Ignored, calcom
 from .config import IntegrationsConfig
+from .fhir_client import FhirReadError, FhirServer
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = {FHIR_JSON, "application/json"}
 
 
 def router(
@@ -29,21 +34,63 @@ def router(
     and answers as `POST /v1/events` does."""
     config: IntegrationsConfig = rt.clinic.integrations
     calcom_secret = rt.settings.calcom_secret
+    fhir_server = _fhir_server(rt)
     routes = APIRouter()
 
-    @routes.post("/v1/fhir/Appointment", status_code=202, dependencies=[Depends(api_key)])
-    async def post_fhir_appointment(request: Request) -> JSONResponse:
+    def known(session: Session) -> Callable[[str], Any]:
+        from .fhir import KnownAppointment
+
+        def lookup(appointment_id: str) -> KnownAppointment | None:
+            stored = stored_booking(session, appointment_id)
+            return None if stored is None else KnownAppointment(**stored)
+
+        return lookup
+
+    async def take_fhir(request: Request, resource_id: str | None = None) -> Response:
         from . import fhir  # fhir.resources: imported by the first FHIR request, not at start
 
+        refused = _unsupported_media_type(request.headers.get("content-type"))
+        if refused is not None:
+            return refused
         try:
-            payload = decode_json(await read_body(request))
-            event = fhir.booking_event(payload, config.fhir, rt.clinic, rt.clock())
-        except InvalidEvent as exc:
-            return invalid("invalid_resource", exc.errors)
-        if isinstance(event, Ignored):
-            return _ignored(event)
+            body = await read_body(request)
+        except HTTPException as exc:
+            return outcome(exc.status_code, [issue("too-costly", str(exc.detail))])
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return outcome(400, [issue("structure", f"not valid JSON: {exc}")])
+        if not isinstance(payload, dict):
+            return outcome(400, [issue("structure", "a FHIR resource is a JSON object")])
+        mismatch = _id_mismatch(payload, resource_id)
+        if mismatch is not None:
+            return mismatch
         with rt.sessions() as session:
+            sources = fhir.Sources(fhir_server, known(session))
+            try:
+                event = await run_in_threadpool(
+                    fhir.booking_event, payload, config.fhir, rt.clinic, rt.clock(), sources
+                )
+            except InvalidEvent as exc:
+                return outcome(422, [issue(_code(r), r, f) for f, r in exc.errors])
+            except FhirReadError as exc:
+                code = "transient" if exc.status == 503 else "exception"
+                return outcome(exc.status, [issue(code, exc.reason)])
+            if isinstance(event, Ignored):
+                return outcome(200, [issue("informational", event.reason, severity="information")])
             return await run_in_threadpool(accept, session, event)
+
+    keyed = [Depends(api_key)]
+
+    @routes.post("/v1/fhir/Appointment", status_code=202, dependencies=keyed)
+    @routes.post("/v1/fhir", status_code=202, dependencies=keyed)
+    async def post_fhir(request: Request) -> Response:
+        return await take_fhir(request)
+
+    @routes.put("/v1/fhir/Appointment/{appointment_id}", status_code=202, dependencies=keyed)
+    async def put_fhir_appointment(request: Request, appointment_id: str) -> Response:
+        """A REST-hook subscription with a payload updates `<endpoint>/Appointment/<id>`."""
+        return await take_fhir(request, appointment_id)
 
     @routes.post("/v1/integrations/calcom", status_code=202)
     async def post_calcom(request: Request) -> JSONResponse:
@@ -72,3 +119,59 @@ def _ignored(ignored: Ignored) -> JSONResponse:
 
 def _refused(status: int, error: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": error, "reason": reason}, status_code=status)
+
+
+def _fhir_server(rt: Runtime) -> FhirServer | None:
+    base_url = rt.settings.fhir_base_url
+    if base_url is None:
+        return None
+    return FhirServer(base_url, rt.settings.fhir_token, rt.settings.provider_timeout)
+
+
+def issue(
+    code: str, diagnostics: str, expression: str | None = None, severity: str = "error"
+) -> dict[str, Any]:
+    """One OperationOutcome.issue: what is wrong (`diagnostics`), and where (`expression`)."""
+    found = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    return found if not expression else {**found, "expression": [expression]}
+
+
+def outcome(status: int, issues: list[dict[str, Any]]) -> Response:
+    """An OperationOutcome, as FHIR servers answer when something is wrong (or ignored)."""
+    body = {"resourceType": "OperationOutcome", "issue": issues}
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
+
+
+def _code(reason: str) -> str:
+    """The issue type a FHIR server would give: a missing element, a reference that leads
+    nowhere, or else a value that will not do."""
+    if reason.startswith("required"):
+        return "required"
+    if "neither in the Bundle" in reason or "not on the FHIR server" in reason:
+        return "not-found"
+    return "invalid"
+
+
+def _unsupported_media_type(content_type: str | None) -> Response | None:
+    """415 for a body declared as anything but JSON (FHIR XML, a form). A body without a
+    Content-Type is read as JSON: some senders leave it out."""
+    if not content_type:
+        return None
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in JSON_TYPES:
+        return None
+    reason = f"Content-Type {media_type!r}: send {FHIR_JSON} (or application/json)"
+    return outcome(415, [issue("not-supported", reason)])
+
+
+def _id_mismatch(payload: dict[str, Any], resource_id: str | None) -> Response | None:
+    """An update names the resource twice, in the URL and in the body: they must agree."""
+    if resource_id is None:
+        return None
+    if payload.get("resourceType") != "Appointment":
+        reason = "PUT /v1/fhir/Appointment/{id} takes an Appointment"
+        return outcome(400, [issue("invalid", reason, "resourceType")])
+    if payload.get("id") != resource_id:
+        reason = f"the body's id {payload.get('id')!r} is not the URL's {resource_id!r}"
+        return outcome(400, [issue("invalid", reason, "Appointment.id")])
+    return None
