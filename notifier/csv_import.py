@@ -22,8 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from .clinic import Clinic
-from .ingest import EventConflict, InvalidEvent, apply_event
-from .integrations import implausible_year
+from .ingest import EventConflict, InvalidEvent, apply_event, implausible_year
 from .models import BookingEvent
 from .runtime import Runtime
 

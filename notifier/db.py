@@ -20,9 +20,17 @@ DB_POOL_SIZE = 10  # connections each process keeps open (PostgreSQL)
 def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    # hide_parameters: a failing statement's message (logged, or shown in a traceback) would
+    # otherwise carry its parameters, the patient's name and number among them.
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=DB_POOL_SIZE, max_overflow=20)
-    engine = create_engine(url, connect_args={"timeout": 30})
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=DB_POOL_SIZE,
+            max_overflow=20,
+            hide_parameters=True,
+        )
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import Engine, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -60,24 +69,84 @@ class EventConflict(Exception):
     """The event id was used before for a different payload."""
 
 
-class _In(BaseModel):
+# Ids travel in URLs (the API's, the dashboard's): RFC 3986's unreserved characters plus ":" and
+# "@", which a path segment takes unescaped. FHIR ids ([A-Za-z0-9-.]{1,64}), Cal.com uids and
+# the ids the CSV and FHIR doors make ("calcom:…", "fhir:…") all fit. The first character is a
+# letter or digit, so that no id reads as "." or "..".
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}$"
+ID_RULE = "1 to 128 letters, digits and . _ ~ : @ -, starting with a letter or digit"
+# One address, as a mail server takes it: no list (","/";"), no display name, no quotes.
+_EMAIL = re.compile(
+    r"[\w.!#$%&'*+/=?^`{|}~-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+"
+)
+# Times outside these years are a bug in the sender, and near the ends of Python's calendar
+# the planning arithmetic (48 hours before, 84 days after, zone conversions) would overflow.
+YEARS = range(1970, 2200)
+
+
+def is_id(value: str) -> bool:
+    return re.fullmatch(ID_PATTERN, value) is not None
+
+
+def _an_id(value: str) -> str:
+    if not is_id(value):
+        raise ValueError(f"not an id: {ID_RULE}")
+    return value
+
+
+def _one_address(value: str | None) -> str | None:
+    if value and not _EMAIL.fullmatch(value):
+        raise ValueError("not one email address (no list, no name, no quotes)")
+    return value or None
+
+
+def implausible_year(moment: datetime) -> str | None:
+    """Why a time cannot be a visit's or a booking event's, or None; every door asks this
+    before doing arithmetic with a time it was given."""
+    if moment.year in YEARS:
+        return None
+    return f"year {moment.year} is outside {YEARS.start}-{YEARS.stop - 1}"
+
+
+def _in_years(value: datetime) -> datetime:
+    problem = implausible_year(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Id = Annotated[str, AfterValidator(_an_id)]
+Time = Annotated[AwareDatetime, AfterValidator(_in_years)]
+
+
+class Incoming(BaseModel):
+    """A request body: unknown fields ignored, strings trimmed, NUL refused."""
+
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL refuses NUL in text, and no name, address or id has one.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
 
-class ConsentIn(_In):
+
+class ConsentIn(Incoming):
     sms: bool = False
     email: bool = False
     marketing: bool = False
 
 
-class PatientIn(_In):
-    id: str = Field(min_length=1, max_length=128)
+class PatientIn(Incoming):
+    id: Id
     first_name: str = Field(min_length=1, max_length=200)
     last_name: str = Field(default="", max_length=200)
     phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: Annotated[str | None, AfterValidator(_one_address)] = Field(default=None, max_length=320)
     language: str = Field(default="en", pattern=r"^[A-Za-z]{2}([-_][A-Za-z0-9]{2,8})?$")
-    time_zone: str | None = None
+    time_zone: str | None = Field(default=None, max_length=64)
     consent: ConsentIn = ConsentIn()
 
     @field_validator("phone")
@@ -96,24 +165,25 @@ class PatientIn(_In):
         if value:
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):
                 raise ValueError(f"unknown time zone {value!r}") from None
         return value or None
 
 
-class AppointmentIn(_In):
-    id: str = Field(min_length=1, max_length=128)
-    location: str = Field(min_length=1)
-    treatment: str = Field(min_length=1)
+class AppointmentIn(Incoming):
+    id: Id
+    location: str = Field(min_length=1, max_length=64)
+    treatment: str = Field(min_length=1, max_length=64)
     provider: str | None = Field(default=None, max_length=200)
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Time
+    end: Time
 
 
-class EventIn(_In):
+class EventIn(Incoming):
+    # Not in URLs: any text of 1 to 128 characters (NUL aside).
     id: str = Field(min_length=1, max_length=128)
     type: EventType
-    occurred_at: AwareDatetime
+    occurred_at: Time
     appointment: AppointmentIn
     patient: PatientIn
     # Not in the contract: a door's cancel that asks the patient to pick another time.
@@ -145,12 +215,16 @@ def _reason(error: Any) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    return [(_field(e["loc"]), _reason(e)) for e in exc.errors()]
+
+
 def parse_event(payload: Any, clinic: Clinic, now: datetime) -> EventIn:
     """Validates a decoded event against the contract and the clinic; raises InvalidEvent."""
     try:
         event = EventIn.model_validate(payload)
     except ValidationError as exc:
-        raise InvalidEvent([(_field(e["loc"]), _reason(e)) for e in exc.errors()]) from None
+        raise InvalidEvent(field_errors(exc)) from None
     errors: list[tuple[str, str]] = []
     apt, patient = event.appointment, event.patient
     if clinic.location(apt.location) is None:

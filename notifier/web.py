@@ -10,22 +10,45 @@ from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel
+from pydantic import Field
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from starlette.datastructures import ImmutableMultiDict
+from starlette.routing import Match
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from .bodies import decode_json, invalid, read_body
+from .bodies import (
+    NO_KEY,
+    TOO_LARGE,
+    UNPROCESSABLE,
+    Detail,
+    Invalid,
+    Refused,
+    decode_json,
+    invalid,
+    json_body,
+    read_body,
+    refusal,
+    validated,
+)
 from .clinic import Channel
 from .db import DB_POOL_SIZE
-from .ingest import EventConflict, InvalidEvent, apply_event
+from .ingest import (
+    ID_PATTERN,
+    ID_RULE,
+    EventConflict,
+    EventIn,
+    Incoming,
+    InvalidEvent,
+    apply_event,
+)
 from .integrations.routes import router as integration_routes
 from .links import BadLink, read_token
 from .models import ApiKey, Appointment, Notification
@@ -50,6 +73,19 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         ]
         return invalid("invalid_request", errors)
 
+    @app.exception_handler(405)
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        # Starlette names the methods of the first route that matched the path; a path served
+        # by two (GET and POST /links/{token}) must name both.
+        allowed = sorted(
+            method
+            for route in app.routes
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+            for method in route.methods or ()
+        )
+        headers = {"Allow": ", ".join(allowed)}
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
+
     def session() -> Iterator[Session]:
         with rt.sessions() as s:
             yield s
@@ -65,8 +101,20 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         raise _unauthorized()
 
     Caller = Annotated[str, Depends(api_key)]
+    AppointmentId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_RULE)]
+    unknown = refusal(Detail, "no appointment with this id")
 
-    @app.post("/v1/events", status_code=202)
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        responses={
+            401: NO_KEY,
+            409: refusal(Refused, "the event id was used before for a different event"),
+            413: TOO_LARGE,
+            422: refusal(Invalid, "a bad event: the field, and why; nothing is stored"),
+        },
+        openapi_extra=json_body(EventIn),
+    )
     async def post_event(request: Request, _: Caller) -> JSONResponse:
         try:
             payload = decode_json(await read_body(request))
@@ -78,8 +126,11 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(events_pool, _accept_in_session, rt, payload)
 
-    @app.get("/v1/appointments/{appointment_id}")
-    def get_appointment(appointment_id: str, s: Db, _: Caller) -> dict[str, Any]:
+    @app.get(
+        "/v1/appointments/{appointment_id}",
+        responses={401: NO_KEY, 404: unknown, 422: UNPROCESSABLE},
+    )
+    def get_appointment(appointment_id: AppointmentId, s: Db, _: Caller) -> dict[str, Any]:
         appointment = s.get(Appointment, appointment_id)
         if appointment is None:
             raise HTTPException(404, f"no appointment {appointment_id!r}")
@@ -88,15 +139,33 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         ]
         return {**appointment_json(appointment), "notifications": notifications}
 
-    class RemindIn(BaseModel):
+    class RemindIn(Incoming):
         channels: list[Channel] = ["sms"]
-        staff: str | None = None
+        staff: str | None = Field(default=None, max_length=200)
 
-    @app.post("/v1/appointments/{appointment_id}/remind", status_code=202)
-    def post_remind(
-        appointment_id: str, s: Db, caller: Caller, given: RemindIn | None = None
-    ) -> dict[str, Any]:
-        given = given or RemindIn()
+    @app.post(
+        "/v1/appointments/{appointment_id}/remind",
+        status_code=202,
+        responses={
+            401: NO_KEY,
+            404: unknown,
+            409: refusal(Detail, "the appointment is not upcoming: no reminder"),
+            413: TOO_LARGE,
+            422: UNPROCESSABLE,
+        },
+        openapi_extra=json_body(RemindIn, required=False),
+    )
+    async def post_remind(
+        request: Request, appointment_id: AppointmentId, s: Db, caller: Caller
+    ) -> Response:
+        try:
+            given = validated(RemindIn, await read_body(request))
+        except InvalidEvent as exc:
+            return invalid("invalid_request", exc.errors)
+        answer = await run_in_threadpool(reminded, s, appointment_id, given, caller)
+        return JSONResponse(answer, status_code=202)
+
+    def reminded(s: Session, appointment_id: str, given: RemindIn, caller: str) -> dict[str, Any]:
         if s.get(Appointment, appointment_id) is None:
             raise HTTPException(404, f"no appointment {appointment_id!r}")
         try:
@@ -127,7 +196,13 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             raise HTTPException(403, "bad or missing X-Twilio-Signature")
         return first_values(params)
 
-    @app.post("/twilio/inbound")
+    twilio_answers: dict[int | str, dict[str, Any]] = {
+        200: {"description": "TwiML", "content": {"application/xml": {}}},
+        403: refusal(Detail, "X-Twilio-Signature is missing or not Twilio's for this URL"),
+        413: TOO_LARGE,
+    }
+
+    @app.post("/twilio/inbound", response_class=Response, responses=twilio_answers)
     async def twilio_inbound(request: Request, s: Db) -> Response:
         form = await twilio_form(request)
         reply = await run_in_threadpool(receive, rt, s, form, rt.clock())
@@ -137,7 +212,12 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             twiml.message(rt.renderer.render(reply.kind, "sms", lang, reply.context).text)
         return Response(str(twiml), media_type="application/xml")
 
-    @app.post("/twilio/status")
+    @app.post(
+        "/twilio/status",
+        status_code=204,
+        response_class=Response,
+        responses={k: v for k, v in twilio_answers.items() if k != 200},
+    )
     async def twilio_status(request: Request, s: Db) -> Response:
         form = await twilio_form(request)
         await run_in_threadpool(delivery_receipt, s, form, rt.clock())
@@ -174,23 +254,29 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             s.commit()
         return pages.TemplateResponse(request, "link.html", context)
 
+    page: dict[str, Any] = {"content": {"text/html": {}}}
+    link_answers: dict[int | str, dict[str, Any]] = {
+        400: {"description": "a link that is not valid (changed or cut)", **page},
+        410: {"description": "a link past its time, or its appointment is not booked", **page},
+    }
+
     # GET only shows the question: mail scanners open links, and must not confirm anything.
-    @app.get("/links/{token}", response_class=HTMLResponse)
+    @app.get("/links/{token}", response_class=HTMLResponse, responses=link_answers)
     def get_link(request: Request, token: str, s: Db) -> HTMLResponse:
         return link_page(request, token, s, act=False)
 
-    @app.post("/links/{token}", response_class=HTMLResponse)
+    @app.post("/links/{token}", response_class=HTMLResponse, responses=link_answers)
     def post_link(request: Request, token: str, s: Db) -> HTMLResponse:
         return link_page(request, token, s, act=True)
 
     app.include_router(integration_routes(rt, api_key, partial(accept_event, rt)))
     app.include_router(staff_routes(rt), prefix="/staff")
 
-    @app.get("/v1/stats")
+    @app.get("/v1/stats", responses={401: NO_KEY, 422: UNPROCESSABLE})
     def get_stats(s: Db, _: Caller, weeks: int = Query(8, ge=1, le=52)) -> dict[str, Any]:
         return stats(s, rt.clinic, rt.clock(), weeks)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -202,7 +288,7 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={503: {"description": "the database or the broker is down"}})
     def readyz() -> JSONResponse:
         checks = {"database": _check(lambda: _ping_database(rt))}
         if broker_ping is not None:
@@ -269,7 +355,9 @@ def _caller_id(key: str) -> str:
 
 
 def _configured_key(rt: Runtime, key: str) -> bool:
-    return any(hmac.compare_digest(key, configured) for configured in rt.settings.api_keys)
+    # As bytes: compare_digest refuses str with a non-ASCII character, and a header may hold any.
+    given = key.encode()
+    return any(hmac.compare_digest(given, k.encode()) for k in rt.settings.api_keys)
 
 
 def _issued_key(rt: Runtime, key: str) -> bool:

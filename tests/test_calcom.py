@@ -334,5 +334,5 @@ def test_a_time_at_the_end_of_the_calendar_is_422_not_a_crash(
     answer = deliver(client, payload)
     field = f"payload.{key}" if where == "payload" else key
     assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
-    assert "outside 1900-2999" in answer.json()["reason"]
+    assert "outside 1970-2199" in answer.json()["reason"]
     assert stored(rt) == NOTHING

@@ -233,7 +233,7 @@ def test_a_time_at_the_end_of_the_calendar_is_that_row_s_error(
     far = CARLOS.replace("2026-12-04 11:00", start).replace("2026-12-04 11:45", end)
     report = import_csv(rt, csv_file(tmp_path, far, ANA), progress=False)
     assert [(e.line, e.column) for e in report.errors][:1] == [(2, column)]
-    assert "outside 1900-2999" in report.errors[0].reason
+    assert "outside 1970-2199" in report.errors[0].reason
     assert report.applied == 1  # Ana, on the next line
 
 

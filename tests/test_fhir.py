@@ -220,6 +220,15 @@ def _bundle_without_patient() -> Any:
         (_booked_with(lambda r: r.update(status="booked-ish")), "Appointment.status", "unknown"),
         (_booked_with(lambda r: r.pop("start")), "Appointment.start", "required"),
         (
+            _booked_with(
+                lambda r: (
+                    r.update(start="9999-12-31T23:30:00-05:00", minutesDuration=60) or r.pop("end")
+                )
+            ),
+            "Appointment.start",
+            "year 9999",
+        ),
+        (
             _booked_with(lambda r: r.update(end="2026-12-03T09:00:00-05:00")),
             "Appointment.end",
             "not after start",

@@ -3,16 +3,11 @@ contract's booking event and hands it to the same ingest path as `POST /v1/event
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 # The primary subtag of a BCP 47 tag: "es" of "es-US", "pt" of "pt_BR"; not "fil" (no two-letter
 # code, and cutting it to "fi" would be Finnish).
 _PRIMARY_LANGUAGE = re.compile(r"^([A-Za-z]{2})(?:[-_]|$)")
-# Years a visit or a booking event can be in. Outside them a time is a typing error, and the
-# plan's arithmetic (a rebook nudge months after the visit, UTC from year 1's midnight) would
-# run off the calendar, which ends at 9999.
-YEARS = range(1900, 3000)
 
 
 @dataclass(frozen=True)
@@ -26,13 +21,6 @@ class Ignored:
 def primary_language(tag: str | None) -> str | None:
     match = _PRIMARY_LANGUAGE.match(tag or "")
     return match.group(1).lower() if match else None
-
-
-def implausible_year(moment: datetime) -> str | None:
-    """Why a time given by a door cannot be a visit's, or None."""
-    if moment.year in YEARS:
-        return None
-    return f"year {moment.year} is outside {YEARS.start}-{YEARS.stop - 1}"
 
 
 def error_reason(error: Any) -> str:

@@ -12,9 +12,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 
-from ..ingest import InvalidEvent
+from ..ingest import InvalidEvent, implausible_year
 from ..models import BookingEvent
-from . import Ignored, error_reason, implausible_year, primary_language
+from . import Ignored, error_reason, primary_language
 from .config import CalcomConfig, CalcomEventType
 
 EVENT_TYPES = {

@@ -26,7 +26,13 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from ..clinic import Clinic
-from ..ingest import InvalidEvent, normalize_phone, parse_event, payload_digest
+from ..ingest import (
+    InvalidEvent,
+    implausible_year,
+    normalize_phone,
+    parse_event,
+    payload_digest,
+)
 from . import Ignored, error_reason, primary_language
 from .config import FhirConfig
 from .fhir_client import FhirReadError, FhirServer
@@ -366,6 +372,9 @@ def _times(appointment: Appointment) -> tuple[datetime, datetime]:
     start: datetime | None = appointment.start
     if start is None:
         raise InvalidEvent([("Appointment.start", "required: a reminder needs the visit's time")])
+    problem = implausible_year(start)
+    if problem:  # before the arithmetic below, which would run off the calendar
+        raise InvalidEvent([("Appointment.start", problem)])
     if appointment.end is not None:
         return start, appointment.end
     if appointment.minutesDuration:

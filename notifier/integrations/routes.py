@@ -5,16 +5,27 @@ Both end in the same `accept` as that route, so a booking answers alike whicheve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from ..bodies import decode_json, invalid, read_body
+from ..bodies import (
+    MAX_BODY_BYTES,
+    NO_KEY,
+    TOO_LARGE,
+    Invalid,
+    Refused,
+    decode_json,
+    invalid,
+    read_body,
+    refusal,
+    schema_of,
+)
 from ..ingest import InvalidEvent, stored_booking
 from ..runtime import Runtime
 from . import Ignored, calcom
@@ -23,6 +34,47 @@ from .fhir_client import FhirReadError, FhirServer
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {FHIR_JSON, "application/json"}
+
+
+class OutcomeIssue(BaseModel):
+    severity: str
+    code: str
+    diagnostics: str
+    expression: list[str] | None = None
+
+
+class OperationOutcome(BaseModel):
+    """What the FHIR door answers when it refuses or ignores a message, as FHIR servers do."""
+
+    resourceType: Literal["OperationOutcome"]
+    issue: list[OutcomeIssue]
+
+
+def _outcome_answer(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {FHIR_JSON: {"schema": schema_of(OperationOutcome)}},
+    }
+
+
+FHIR_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: _outcome_answer("ignored: a message that asks nothing (a handshake, a waitlist entry)"),
+    400: _outcome_answer("not JSON, not a resource, or an id that differs from the URL's"),
+    401: NO_KEY,
+    409: refusal(Refused, "the event this makes was sent before with other content"),
+    413: _outcome_answer(f"the body is larger than {MAX_BODY_BYTES} bytes"),
+    415: _outcome_answer("a Content-Type that is not JSON"),
+    422: _outcome_answer("a resource that makes no valid booking: one issue per problem"),
+    502: _outcome_answer("the clinic's FHIR server refused our token or answered nonsense"),
+    503: _outcome_answer("the clinic's FHIR server cannot be reached now: send again later"),
+}
+CALCOM_ANSWERS: dict[int | str, dict[str, Any]] = {
+    403: refusal(Refused, "X-Cal-Signature-256 is missing or wrong"),
+    409: refusal(Refused, "the event this makes was sent before with other content"),
+    413: TOO_LARGE,
+    422: refusal(Invalid, "a webhook that makes no valid booking event"),
+    503: refusal(Refused, "NOTIFIER_CALCOM_SECRET is not set"),
+}
 
 
 def router(
@@ -57,9 +109,9 @@ def router(
         except HTTPException as exc:
             return outcome(exc.status_code, [issue("too-costly", str(exc.detail))])
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return outcome(400, [issue("structure", f"not valid JSON: {exc}")])
+            payload = decode_json(body)
+        except InvalidEvent as exc:
+            return outcome(400, [issue("structure", reason) for _, reason in exc.errors])
         if not isinstance(payload, dict):
             return outcome(400, [issue("structure", "a FHIR resource is a JSON object")])
         mismatch = _id_mismatch(payload, resource_id)
@@ -82,17 +134,24 @@ def router(
 
     keyed = [Depends(api_key)]
 
-    @routes.post("/v1/fhir/Appointment", status_code=202, dependencies=keyed)
-    @routes.post("/v1/fhir", status_code=202, dependencies=keyed)
+    @routes.post(
+        "/v1/fhir/Appointment", status_code=202, dependencies=keyed, responses=FHIR_ANSWERS
+    )
+    @routes.post("/v1/fhir", status_code=202, dependencies=keyed, responses=FHIR_ANSWERS)
     async def post_fhir(request: Request) -> Response:
         return await take_fhir(request)
 
-    @routes.put("/v1/fhir/Appointment/{appointment_id}", status_code=202, dependencies=keyed)
+    @routes.put(
+        "/v1/fhir/Appointment/{appointment_id}",
+        status_code=202,
+        dependencies=keyed,
+        responses=FHIR_ANSWERS,
+    )
     async def put_fhir_appointment(request: Request, appointment_id: str) -> Response:
         """A REST-hook subscription with a payload updates `<endpoint>/Appointment/<id>`."""
         return await take_fhir(request, appointment_id)
 
-    @routes.post("/v1/integrations/calcom", status_code=202)
+    @routes.post("/v1/integrations/calcom", status_code=202, responses=CALCOM_ANSWERS)
     async def post_calcom(request: Request) -> JSONResponse:
         if calcom_secret is None:
             return _refused(503, "not_configured", "set NOTIFIER_CALCOM_SECRET to take Cal.com")

@@ -50,6 +50,8 @@ def _check_password(password: str) -> None:
 
 
 def find(session: Session, email: str) -> StaffUser | None:
+    if "\x00" in email:  # no address has one, and PostgreSQL would refuse the query
+        return None
     return session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -41,8 +42,11 @@ def templates(rt: Runtime) -> Jinja2Templates:
 
 @pass_context
 def path(context: Context, name: str, **params: object) -> str:
-    """A page's path, wherever web.py mounted the dashboard (the prefix is not ours to know)."""
-    return str(context["request"].url_for(name, **params).path)
+    """A page's path, wherever web.py mounted the dashboard (the prefix is not ours to know).
+    Each parameter is escaped: an id stored before ids kept to their alphabet may hold a "/",
+    which would otherwise stop the whole page from rendering."""
+    escaped = {key: quote(str(value), safe=":@") for key, value in params.items()}
+    return str(context["request"].url_for(name, **escaped).path)
 
 
 def clock(moment: datetime, zone: ZoneInfo) -> str:

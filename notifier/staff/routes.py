@@ -4,17 +4,17 @@ Reading pages are GETs; every button is a POST form carrying the session's CSRF 
 in a redirect to a page that shows what happened (post/redirect/get: a reload never re-sends).
 """
 
-import hmac
 import secrets
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from ..clinic import Channel
+from ..ingest import ID_PATTERN
 from ..remind import CannotRemind, remind
 from ..runtime import Runtime
 from ..stats import stats
@@ -28,6 +28,9 @@ from .timeline import UnknownAppointment, timeline
 # The login form's CSRF token, before there is a session to keep it in (double-submit cookie).
 LOGIN_COOKIE = "notifier_login"
 MAX_DAYS = 14
+# Row ids in URLs: PostgreSQL's bigint ends at 2**63 - 1, and a larger number must not reach it.
+RowId = Annotated[int, Path(ge=1, lt=2**63)]
+AppointmentId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 def router(rt: Runtime) -> APIRouter:
@@ -106,7 +109,7 @@ def router(rt: Runtime) -> APIRouter:
         next: Annotated[str, Form()] = "",
     ) -> Response:
         expected = request.cookies.get(LOGIN_COOKIE, "")
-        if not (expected and hmac.compare_digest(expected, csrf)):
+        if not (expected and sessions.same_token(expected, csrf)):
             raise HTTPException(403, "This login form is out of date: reload the page.")
         try:
             user = accounts.authenticate(s, email, password, rt.clock())
@@ -176,7 +179,7 @@ def router(rt: Runtime) -> APIRouter:
         s: Db,
         staff: Staff,
         form: Posted,
-        appointment_id: str,
+        appointment_id: AppointmentId,
         channel: Annotated[Channel, Form()],
     ) -> Response:
         outcome = reminded(s, appointment_id, channel, staff.user.email)
@@ -190,7 +193,7 @@ def router(rt: Runtime) -> APIRouter:
         return render(request, s, staff, "inbox.html", waiting=waiting, handled=handled)
 
     @routes.post("/inbox/{message_id}/handled", name="staff_handled")
-    def handled(request: Request, s: Db, staff: Staff, form: Posted, message_id: int) -> Response:
+    def handled(request: Request, s: Db, staff: Staff, form: Posted, message_id: RowId) -> Response:
         try:
             actions.mark_handled(s, message_id, staff.user.email, rt.clock())
         except actions.Refused as exc:
@@ -209,7 +212,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @routes.post("/failed/{notification_id}/retry", name="staff_retry")
     def retry(
-        request: Request, s: Db, staff: Staff, form: Posted, notification_id: int
+        request: Request, s: Db, staff: Staff, form: Posted, notification_id: RowId
     ) -> Response:
         try:
             actions.retry(s, notification_id, staff.user.email, rt.clock())

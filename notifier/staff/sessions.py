@@ -73,7 +73,12 @@ def end(session: Session, token: str) -> None:
 
 
 def csrf_ok(row: StaffSession, given: object) -> bool:
-    return isinstance(given, str) and hmac.compare_digest(row.csrf_token, given)
+    return isinstance(given, str) and same_token(row.csrf_token, given)
+
+
+def same_token(expected: str, given: str) -> bool:
+    # As bytes: compare_digest refuses str with a non-ASCII character, and a form may hold any.
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def set_flash(session: Session, row: StaffSession, level: str, text: str) -> None:

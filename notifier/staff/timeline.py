@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..clinic import Location
 from ..compose import compose
+from ..ingest import is_id
 from ..models import PENDING, Appointment, InboundMessage, Notification
 from ..render import sms_segments
 from ..runtime import Runtime
@@ -54,7 +55,7 @@ class UnknownAppointment(LookupError):
 
 
 def timeline(rt: Runtime, session: Session, appointment_id: str, now: datetime) -> Timeline:
-    appointment = session.get(Appointment, appointment_id)
+    appointment = session.get(Appointment, appointment_id) if is_id(appointment_id) else None
     if appointment is None:
         raise UnknownAppointment(f"no appointment {appointment_id!r}")
     location = rt.clinic.location(appointment.location_id)
