@@ -1,17 +1,22 @@
-"""The chaos run: N due SMS through the production shape while everything fails.
+"""The chaos run: due SMS and email through the production shape while everything fails.
 
 The real processes (two `notifier scheduler`s, Celery `notifier worker`s) run on a PostgreSQL
 database and a Redis server of the run's own, and send through the twilio SDK to the fake Twilio,
-which answers errors, hangs and drops at random. A monkey SIGKILLs a worker or a clock every
-few seconds (restarting it) and kills Redis, whose queued tasks die with it. Then the faults
-stop, the system settles, and the provider's record is held against the database's: every
-notification accepted exactly once, or the report says how far from that it was.
+which answers errors, hangs and drops at random, and over SMTP to a loopback mail server. The
+texts go out of a network of clinics, each location with a sender number of its own at the
+clinic default of 1 text a second. A monkey SIGKILLs a worker or a clock every few seconds
+(restarting it) and kills Redis, whose queued tasks die with it. Then the faults stop, the system
+settles, and the providers' records are held against the database's: every text accepted exactly
+once, every email at least once and again only with its own Message-ID and no more often than
+the emails a killed worker had on the wire, or the report says how far from that it was.
 
-Used by tests/test_chaos.py (the CI size) and benchmarks/chaos.py (the long run).
+Used by tests/test_chaos.py (the CI size), tests/test_send_crash.py (a worker killed mid-batch)
+and benchmarks/chaos.py (the long run).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -20,29 +25,38 @@ import subprocess
 import threading
 import time
 import uuid
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import phonenumbers
 import redis
-from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy import Engine, Row, create_engine, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from notifier import db
+from notifier.clinic import Policy
 from notifier.models import Appointment, Notification, Patient
-from notifier.settings import EXAMPLE_CLINIC
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.fakes import FakeTwilio, free_port, wait_until
+from tests.fakes import FakeTwilio, SMTPSink, free_port, wait_until
 from tests.test_processes import NOTIFIER
 
 FINAL = frozenset({"sent", "delivered", "undelivered", "failed", "suppressed", "cancelled"})
-# 555 numbers are valid US numbers to phonenumbers; five area codes give 50,000 of them.
+# 555 numbers are valid US numbers to phonenumbers; five area codes give 50,000 patients.
 AREA_CODES = ("718", "516", "347", "646", "917")
-SENDER = "+15165550100"
+# Sender numbers come from other area codes, so no sender is ever a patient.
+SENDER_AREA_CODES = ("212", "315", "518", "585", "607", "631", "716", "845", "914")
+MAIL_DOMAIN = "northshore.example"
+MAIL_FROM = f"North Shore Skin & Neurology <reminders@{MAIL_DOMAIN}>"
+# How long the fleet's texts may take per kill beyond the lease: a worker restarting, a clock
+# tick to reap its rows, one to reconcile them, one to claim them again.
+RESTART_SLACK_SECONDS = 5.0
 
 
 class ServiceMissing(RuntimeError):
@@ -51,10 +65,19 @@ class ServiceMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class ChaosPlan:
-    n: int = 2000
+    n: int = 2000  # due texts
+    emails: int = 0
+    # Locations, each with a sender number of its own: one number at 1 text a second would
+    # take 2,000 s for 2,000 texts, a network of clinics takes n / senders.
+    senders: int = 2
+    # None: the clinic default (1 a second per sender number, as carriers allow a long code).
+    sms_per_second: float | None = None
     schedulers: int = 2
     workers: int = 2
     concurrency: int = 2
+    # NOTIFIER_SEND_CONCURRENCY: provider calls a worker process keeps in flight. Small, so
+    # that the bound on email duplicates per killed worker (this × concurrency) means something.
+    send_concurrency: int = 4
     kills: bool = True
     kill_every: tuple[float, float] = (1.0, 3.0)
     redis_restarts: int = 2
@@ -68,10 +91,29 @@ class ChaosPlan:
     # How long a claimed row may wait for a worker before a clock claims it again: the time
     # it takes to notice tasks lost with Redis or with a killed worker's prefetch.
     queue_lease_seconds: float = 10.0
-    sms_per_second: float = 200.0
     chaos_seconds: float = 120.0
     settle_seconds: float = 90.0
     seed: int = field(default_factory=lambda: random.randrange(2**32))
+
+    @property
+    def rate(self) -> float:
+        return self.sms_per_second or Policy().sms_per_second
+
+    @property
+    def sending_lease_seconds(self) -> float:
+        """As notifier.settings has it: a row `sending` longer than this is presumed lost."""
+        return 2 * self.provider_timeout + 10
+
+    @property
+    def lease_seconds(self) -> float:
+        """The longest a killed worker may hold its messages: its `sending` rows or its
+        prefetched `queued` ones, whichever lease is longer."""
+        return max(self.sending_lease_seconds, self.queue_lease_seconds)
+
+    @property
+    def emails_in_flight(self) -> int:
+        """The most emails one worker can have on the wire when it is killed."""
+        return self.send_concurrency * self.concurrency
 
 
 @dataclass(frozen=True)
@@ -85,6 +127,26 @@ class ChaosReport:
     # or accepted by it while the row says otherwise.
     mismatched: int
     failed_permanent: int
+    emails_due: int
+    emails_accepted: int
+    email_duplicates: int
+    # At most the emails on the wire at the kills: killed workers × NOTIFIER_SEND_CONCURRENCY ×
+    # pool processes.
+    email_duplicates_allowed: int
+    # Copies whose Message-ID is not their notification's: a mail store could not tell them
+    # for the same message.
+    email_foreign_ids: int
+    emails_lost: int
+    email_lateness_p50: float
+    email_lateness_max: float
+    senders: int
+    sms_per_second: float
+    # From the fleet's start to the last text the provider accepted, and what the rate alone
+    # would take: the texts of the busiest sender, one slot each.
+    text_drain_seconds: float
+    text_drain_ideal_seconds: float
+    # The most texts one sender had accepted within any 10 s: the rate allows 10 × rate + 1.
+    busiest_sender_10s: int
     elapsed_seconds: float
     kills: dict[str, int]
     redis_restarts: int
@@ -98,13 +160,26 @@ class ChaosReport:
         statuses = ", ".join(f"{status} {count}" for status, count in sorted(self.statuses.items()))
         return "\n".join(
             [
-                f"messages due          {self.due}",
+                f"texts due             {self.due}",
                 f"accepted (distinct)   {self.accepted}",
                 f"duplicates            {self.duplicates}",
                 f"lost                  {self.lost}",
-                f"still pending         {self.pending}",
+                f"still pending         {self.pending} (texts and emails)",
                 f"mismatched rows       {self.mismatched}",
                 f"failed (permanent)    {self.failed_permanent}",
+                f"emails due            {self.emails_due}",
+                f"emails accepted       {self.emails_accepted}",
+                f"email duplicates      {self.email_duplicates}"
+                f" (allowed {self.email_duplicates_allowed}: killed workers × emails in flight)",
+                f"foreign Message-IDs   {self.email_foreign_ids}",
+                f"emails lost           {self.emails_lost}",
+                f"email lateness        p50 {self.email_lateness_p50:.1f} s,"
+                f" max {self.email_lateness_max:.1f} s",
+                f"senders               {self.senders} at {self.sms_per_second:g} text/s each",
+                f"text drain            {self.text_drain_seconds:.1f} s"
+                f" (the rate alone: {self.text_drain_ideal_seconds:.0f} s)",
+                f"busiest sender        {self.busiest_sender_10s} texts in 10 s"
+                f" (allowed {math.floor(10 * self.sms_per_second) + 1})",
                 f"elapsed               {self.elapsed_seconds:.1f} s",
                 f"kills                 {sum(self.kills.values())} ({kills or 'none'})",
                 f"Redis restarts        {self.redis_restarts}",
@@ -117,27 +192,83 @@ class ChaosReport:
 
 def run(plan: ChaosPlan, workdir: Path) -> ChaosReport:
     """The whole run; logs of every process are left in `workdir`."""
+    with deployment(plan, workdir) as d:
+        with Monkey(plan, d.fleet, d.broker, d.progress) as monkey:
+            await_final(d.engine, plan.chaos_seconds)
+        d.fake.chaos(0, 0, 0)
+        await_final(d.engine, plan.settle_seconds)
+        elapsed = time.time() - d.started
+        # A request hung at the provider when its row gave up may still land: wait it out.
+        time.sleep(plan.hang_seconds + plan.provider_timeout)
+        return tally(d, elapsed, monkey.kills, monkey.redis_restarts)
+
+
+@dataclass(frozen=True)
+class Planted:
+    """What `plant` put in the tables: each recipient with its one notification's id."""
+
+    texts: dict[str, int]  # phone → notification id
+    emails: dict[str, int]  # address → notification id
+    due_at: dict[int, float]  # notification id → when it fell due (Unix time)
+
+
+@dataclass
+class Deployment:
+    """A run's database, Redis, fake providers and fleet, with what was planted."""
+
+    plan: ChaosPlan
+    engine: Engine
+    broker: RedisServer
+    fake: FakeTwilio
+    smtp: SMTPSink
+    planted: Planted
+    fleet: Fleet
+    started: float  # Unix time the fleet was started
+
+    def accepted(self) -> int:
+        """Texts and emails the providers have taken so far, duplicates included."""
+        return len(self.fake.messages) + len(self.smtp.received)
+
+    def progress(self) -> float:
+        return self.accepted() / max(1, self.plan.n + self.plan.emails)
+
+
+@contextmanager
+def deployment(
+    plan: ChaosPlan,
+    workdir: Path,
+    *,
+    text_every: timedelta = timedelta(0),
+    email_every: timedelta = timedelta(0),
+) -> Iterator[Deployment]:
+    """Everything up and the messages planted, the k-th text falling due `k × text_every` after
+    the start (likewise the emails); the fleet runs while entered. Provider faults as the plan
+    says, from the start."""
     if shutil.which("redis-server") is None:
         raise ServiceMissing("redis-server is not on PATH; the chaos run starts one of its own")
     with ExitStack() as resources:
         database_url = resources.enter_context(own_database())
         broker = resources.enter_context(RedisServer(free_port(), workdir / "redis.log"))
         fake = resources.enter_context(FakeTwilio())
-        env = process_env(plan, database_url, broker.url, fake, workdir)
+        smtp = resources.enter_context(SMTPSink())
+        locations = network_locations(plan.senders)
+        clinic = network_clinic(workdir, locations, plan.sms_per_second)
+        env = process_env(plan, database_url, broker.url, fake, smtp, clinic)
         migrate(env)
         engine = resources.enter_context(disposing(db.make_engine(database_url)))
-        phones = plant(engine, plan.n, datetime.now(UTC))
+        planted = plant(
+            engine,
+            datetime.now(UTC),
+            plan.n,
+            emails=plan.emails,
+            locations=[location_id for location_id, _ in locations],
+            text_every=text_every,
+            email_every=email_every,
+        )
         fake.chaos(plan.error_rate, plan.hang_rate, plan.drop_rate, plan.hang_seconds, plan.seed)
-        started = time.monotonic()
+        started = time.time()
         fleet = resources.enter_context(Fleet(env, workdir, plan))
-        with Monkey(plan, fleet, broker, lambda: len(fake.messages) / plan.n) as monkey:
-            await_final(engine, plan.chaos_seconds)
-        fake.chaos(0, 0, 0)
-        await_final(engine, plan.settle_seconds)
-        elapsed = time.monotonic() - started
-        # A request hung at the provider when its row gave up may still land: wait it out.
-        time.sleep(plan.hang_seconds + plan.provider_timeout)
-        return tally(engine, fake, phones, plan, elapsed, monkey)
+        yield Deployment(plan, engine, broker, fake, smtp, planted, fleet, started)
 
 
 @contextmanager
@@ -210,7 +341,12 @@ class RedisServer:
 
 
 def process_env(
-    plan: ChaosPlan, database_url: str, broker_url: str, fake: FakeTwilio, workdir: Path
+    plan: ChaosPlan,
+    database_url: str,
+    broker_url: str,
+    fake: FakeTwilio,
+    smtp: SMTPSink,
+    clinic: Path,
 ) -> dict[str, str]:
     # Nothing of the caller's own notifier or Twilio settings leaks into the run.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFIER_", "TWILIO_"))}
@@ -218,24 +354,65 @@ def process_env(
         **inherited,
         "NOTIFIER_DATABASE_URL": database_url,
         "NOTIFIER_BROKER_URL": broker_url,
-        "NOTIFIER_CONFIG": str(clinic_file(workdir, plan.sms_per_second)),
+        "NOTIFIER_CONFIG": str(clinic),
         "NOTIFIER_SECRET_KEY": "chaos-secret",
-        "NOTIFIER_OUTBOX": str(workdir / "outbox.txt"),
+        "NOTIFIER_OUTBOX": str(clinic.parent / "outbox.txt"),
         "NOTIFIER_PROVIDER_TIMEOUT": str(plan.provider_timeout),
         "NOTIFIER_RETRY_BASE_SECONDS": str(plan.retry_base_seconds),
         "NOTIFIER_QUEUE_LEASE_SECONDS": str(plan.queue_lease_seconds),
+        "NOTIFIER_SEND_CONCURRENCY": str(plan.send_concurrency),
+        "NOTIFIER_SMTP_URL": smtp.url,
+        "NOTIFIER_MAIL_FROM": MAIL_FROM,
         "TWILIO_ACCOUNT_SID": fake.account_sid,
         "TWILIO_AUTH_TOKEN": fake.auth_token,
-        "TWILIO_FROM_NUMBER": SENDER,
+        # Every location has a sender of its own; this one is the fallback no text should use.
+        "TWILIO_FROM_NUMBER": sender_numbers(1)[0],
         "TWILIO_API_BASE_URL": fake.url,
     }
 
 
-def clinic_file(workdir: Path, sms_per_second: float) -> Path:
-    """The example clinic, with a sender rate that lets N messages out in minutes, not hours."""
+def sender_numbers(count: int) -> list[str]:
+    """`count` distinct random 555 numbers, valid to phonenumbers and new to each run, so runs
+    sharing a Redis never share a sender's rate slots."""
+    pool = len(SENDER_AREA_CODES) * 10_000
+    picks = random.sample(range(pool), count)
+    numbers = [f"+1{SENDER_AREA_CODES[p // 10_000]}555{p % 10_000:04d}" for p in picks]
+    invalid = [n for n in numbers if not phonenumbers.is_valid_number(phonenumbers.parse(n))]
+    if invalid:
+        raise ValueError(f"not valid US numbers: {invalid[:5]}")
+    return numbers
+
+
+def network_locations(count: int) -> list[tuple[str, str]]:
+    """A network of `count` clinic locations, each id with a sender number of its own."""
+    return [(f"clinic-{k:03d}", sender) for k, sender in enumerate(sender_numbers(count))]
+
+
+def network_clinic(
+    workdir: Path, locations: Sequence[tuple[str, str]], sms_per_second: float | None
+) -> Path:
+    """The clinic config of the network: one treatment, the default policy but for the
+    sender rate, when one is given."""
     path = workdir / "chaos-clinic.toml"
-    rate = f"[policy]\nsms_per_second = {sms_per_second}\n"
-    path.write_text(EXAMPLE_CLINIC.read_text().replace("[policy]\n", rate, 1))
+    rate = "" if sms_per_second is None else f"sms_per_second = {sms_per_second}\n"
+    parts = [f'[practice]\nname = "North Shore Skin & Neurology"\n\n[policy]\n{rate}']
+    for location_id, sender in locations:
+        parts.append(
+            "[[locations]]\n"
+            f'id = "{location_id}"\n'
+            f'name = "Clinic {location_id}"\n'
+            f'phone = "{sender}"\n'
+            f'address = "{location_id}, 1 Main St, New York, NY 10001"\n'
+            'time_zone = "America/New_York"\n'
+            f'sender = "{sender}"\n'
+        )
+    parts.append(
+        "[[treatments]]\n"
+        'id = "botox-cosmetic"\n'
+        'name = "Botox, cosmetic"\n'
+        'patient_wording = { en = "Botox for fine lines" }\n'
+    )
+    path.write_text("\n".join(parts))
     return path
 
 
@@ -262,48 +439,73 @@ def daytime_zone(now: datetime) -> str:
     return f"Etc/GMT{-offset:+d}"  # POSIX-style names: Etc/GMT-5 is five hours ahead of UTC
 
 
-def plant(engine: Engine, n: int, now: datetime) -> dict[str, int]:
-    """Inserts n due manual SMS straight into the tables (the API would take minutes for 20,000
-    bookings); returns each patient's phone with its notification's id. `manual` is the kind the
+def plant(
+    engine: Engine,
+    now: datetime,
+    n: int,
+    *,
+    emails: int = 0,
+    locations: Sequence[str] = ("manhasset", "forest-hills"),
+    text_every: timedelta = timedelta(0),
+    email_every: timedelta = timedelta(0),
+) -> Planted:
+    """Inserts n manual SMS and `emails` manual emails straight into the tables (the API would
+    take minutes for 20,000 bookings), one patient each, the k-th text due at now + k ×
+    `text_every` (likewise the emails), the locations taken in turn. `manual` is the kind the
     send-time re-check takes as it is, with no plan to match."""
     phones = chaos_phones(n)
     zone = daytime_zone(now)
     start = now + timedelta(days=3)
     stamps = {"created_at": now, "updated_at": now}
+    people = [(f"chaos-pat-{i}", "sms", now + i * text_every) for i in range(n)]
+    people += [(f"chaos-mail-{i}", "email", now + i * email_every) for i in range(emails)]
+    people.sort(key=lambda person: person[2])  # as a booking system would bring them
+    patients, appointments, notifications = [], [], []
+    for k, (who, channel, due) in enumerate(people):
+        phone = phones[int(who.rpartition("-")[2])] if channel == "sms" else None
+        patients.append(_patient(who, phone, zone, now))
+        appointments.append(_appointment(who, locations[k % len(locations)], start, stamps))
+        notifications.append(_notification(who, channel, due, stamps))
     with engine.begin() as connection:
-        connection.execute(
-            insert(Patient), [_patient(i, phone, zone, now) for i, phone in enumerate(phones)]
-        )
-        connection.execute(insert(Appointment), [_appointment(i, start, stamps) for i in range(n)])
-        connection.execute(insert(Notification), [_notification(i, now, stamps) for i in range(n)])
-        query = select(Notification.patient_id, Notification.id)
-        ids = {
-            patient_id: notification_id for patient_id, notification_id in connection.execute(query)
-        }
-    return {phone: ids[f"chaos-pat-{i}"] for i, phone in enumerate(phones)}
+        connection.execute(insert(Patient), patients)
+        connection.execute(insert(Appointment), appointments)
+        connection.execute(insert(Notification), notifications)
+        query = select(Notification.patient_id, Notification.id, Notification.due_at)
+        rows = {patient_id: (nid, due) for patient_id, nid, due in connection.execute(query)}
+    return Planted(
+        texts={phone: rows[f"chaos-pat-{i}"][0] for i, phone in enumerate(phones)},
+        emails={_address(f"chaos-mail-{i}"): rows[f"chaos-mail-{i}"][0] for i in range(emails)},
+        due_at={nid: due.timestamp() for nid, due in rows.values()},
+    )
 
 
-def _patient(i: int, phone: str, zone: str, now: datetime) -> dict[str, object]:
+def _address(patient_id: str) -> str:
+    return f"{patient_id}@example.org"
+
+
+def _patient(who: str, phone: str | None, zone: str, now: datetime) -> dict[str, object]:
     return {
-        "id": f"chaos-pat-{i}",
+        "id": who,
         "first_name": "Pat",
-        "last_name": f"Chaos {i}",
+        "last_name": f"Chaos {who}",
         "phone": phone,
-        "email": None,
+        "email": None if phone else _address(who),
         "language": "en",
         "time_zone": zone,
-        "consent_sms": True,
-        "consent_email": False,
+        "consent_sms": bool(phone),
+        "consent_email": not phone,
         "consent_marketing": False,
         "updated_at": now,
     }
 
 
-def _appointment(i: int, start: datetime, stamps: dict[str, datetime]) -> dict[str, object]:
+def _appointment(
+    who: str, location: str, start: datetime, stamps: dict[str, datetime]
+) -> dict[str, object]:
     return {
-        "id": f"chaos-apt-{i}",
-        "patient_id": f"chaos-pat-{i}",
-        "location_id": ("manhasset", "forest-hills")[i % 2],
+        "id": f"apt-{who}",
+        "patient_id": who,
+        "location_id": location,
         "treatment_id": "botox-cosmetic",
         "provider": "Dr. E. Jacob Simhaee",
         "start_at": start,
@@ -317,17 +519,19 @@ def _appointment(i: int, start: datetime, stamps: dict[str, datetime]) -> dict[s
     }
 
 
-def _notification(i: int, now: datetime, stamps: dict[str, datetime]) -> dict[str, object]:
+def _notification(
+    who: str, channel: str, due: datetime, stamps: dict[str, datetime]
+) -> dict[str, object]:
     return {
-        "appointment_id": f"chaos-apt-{i}",
-        "patient_id": f"chaos-pat-{i}",
+        "appointment_id": f"apt-{who}",
+        "patient_id": who,
         "kind": "manual",
-        "channel": "sms",
+        "channel": channel,
         "slot": "chaos",
         "ask_confirm": False,
-        "planned_for": now,
-        "due_at": now,
-        "expires_at": now + timedelta(days=2),
+        "planned_for": due,
+        "due_at": due,
+        "expires_at": due + timedelta(days=2),
         "status": "scheduled",
         "attempts": 0,
         "staff": "chaos monkey",
@@ -435,46 +639,135 @@ def await_final(engine: Engine, seconds: float) -> bool:
     return wait_until(lambda: set(statuses(engine)) <= FINAL, timeout=seconds, interval=0.5)
 
 
-def tally(
-    engine: Engine,
-    fake: FakeTwilio,
-    phones: dict[str, int],
-    plan: ChaosPlan,
-    elapsed: float,
-    monkey: Monkey,
-) -> ChaosReport:
-    """Holds the provider's record against each notification row."""
-    query = select(
-        Notification.id, Notification.status, Notification.reason, Notification.provider_id
-    )
-    with engine.connect() as connection:
-        rows = {row.id: row for row in connection.execute(query)}
-    sids = fake.sids_by_recipient()
+def tally(d: Deployment, elapsed: float, kills: Counter[str], redis_restarts: int) -> ChaosReport:
+    """Holds the providers' records against each notification row."""
+    rows = notification_rows(d.engine)
+    sids = d.fake.sids_by_recipient()
     figures: Counter[str] = Counter()
-    for phone, notification_id in phones.items():
+    for phone, notification_id in d.planted.texts.items():
         row, taken = rows[notification_id], sids.get(phone, [])
         permanent = row.status == "failed" and row.reason != "gave_up"
         sent = row.status in ("sent", "delivered")
         figures["accepted"] += bool(taken)
         figures["duplicates"] += len(taken) > 1
         figures["lost"] += not taken and not permanent
-        figures["pending"] += row.status not in FINAL
         figures["failed_permanent"] += permanent
         figures["mismatched"] += row.status in FINAL and (
             (sent and row.provider_id not in taken) or (bool(taken) and not sent)
         )
+    mail = email_tally(d, rows)
+    lateness = sorted(at - d.planted.due_at[nid] for nid, at in mail.first_copy_at.items()) or [0.0]
+    texts = text_times(d.fake)
+    plan = d.plan
     return ChaosReport(
         due=plan.n,
         accepted=figures["accepted"],
         duplicates=figures["duplicates"],
         lost=figures["lost"],
-        pending=figures["pending"],
-        mismatched=figures["mismatched"],
+        pending=sum(row.status not in FINAL for row in rows.values()),
+        mismatched=figures["mismatched"] + mail.mismatched,
         failed_permanent=figures["failed_permanent"],
+        emails_due=plan.emails,
+        emails_accepted=mail.accepted,
+        email_duplicates=mail.duplicates,
+        email_duplicates_allowed=kills["worker"] * plan.emails_in_flight,
+        email_foreign_ids=mail.foreign_ids,
+        emails_lost=mail.lost,
+        email_lateness_p50=round(median(lateness), 1),
+        email_lateness_max=round(lateness[-1], 1),
+        senders=plan.senders,
+        sms_per_second=plan.rate,
+        text_drain_seconds=round(
+            max((t[-1] for t in texts.values()), default=d.started) - d.started, 1
+        ),
+        text_drain_ideal_seconds=math.ceil(plan.n / plan.senders) / plan.rate,
+        busiest_sender_10s=max((busiest(t, 10.0) for t in texts.values()), default=0),
         elapsed_seconds=round(elapsed, 1),
-        kills=dict(monkey.kills),
-        redis_restarts=monkey.redis_restarts,
-        faults=fake.faults_injected,
-        statuses=dict(statuses(engine)),
+        kills=dict(kills),
+        redis_restarts=redis_restarts,
+        faults=d.fake.faults_injected,
+        statuses=dict(statuses(d.engine)),
         seed=plan.seed,
     )
+
+
+def notification_rows(engine: Engine) -> dict[int, Row[Any]]:
+    query = select(
+        Notification.id, Notification.status, Notification.reason, Notification.provider_id
+    )
+    with engine.connect() as connection:
+        return {row.id: row for row in connection.execute(query)}
+
+
+def message_id(notification_id: int) -> str:
+    """The Message-ID the email channel gives a notification, every time it is sent."""
+    return f"<notification-{notification_id}@{MAIL_DOMAIN}>"
+
+
+@dataclass(frozen=True)
+class EmailTally:
+    accepted: int  # notifications with at least one copy at the mail server
+    duplicates: int  # copies beyond the first
+    foreign_ids: int  # copies whose Message-ID is not their notification's
+    lost: int
+    # Rows sent with another Message-ID than theirs, or not sent while a copy arrived.
+    mismatched: int
+    # For each extra copy, when the copy before it arrived (Unix time): the kill that cut the
+    # exchange it repeats is the first one after that.
+    duplicated_at: tuple[float, ...]
+    first_copy_at: dict[int, float]  # notification id → Unix time
+
+
+def email_tally(d: Deployment, rows: dict[int, Row[Any]]) -> EmailTally:
+    copies: dict[str, list[tuple[float, str]]] = {}
+    for mail in d.smtp.received:
+        for address in mail.rcpt_tos:
+            copies.setdefault(address, []).append(
+                (mail.received_at, str(mail.message["Message-ID"]))
+            )
+    figures: Counter[str] = Counter()
+    duplicated_at: list[float] = []
+    first_copy_at: dict[int, float] = {}
+    for address, notification_id in d.planted.emails.items():
+        row, got = rows[notification_id], sorted(copies.get(address, []))
+        sent = row.status in ("sent", "delivered")
+        figures["foreign_ids"] += sum(mid != message_id(notification_id) for _, mid in got)
+        figures["lost"] += not got
+        figures["mismatched"] += row.status in FINAL and (
+            (sent and f"<{row.provider_id}>" != message_id(notification_id))
+            or (bool(got) and not sent)
+        )
+        if got:
+            first_copy_at[notification_id] = got[0][0]
+            duplicated_at += [at for at, _ in got[:-1]]
+    return EmailTally(
+        accepted=len(first_copy_at),
+        duplicates=len(duplicated_at),
+        foreign_ids=figures["foreign_ids"],
+        lost=figures["lost"],
+        mismatched=figures["mismatched"],
+        duplicated_at=tuple(sorted(duplicated_at)),
+        first_copy_at=first_copy_at,
+    )
+
+
+def duplicates_per_kill(duplicated_at: Sequence[float], kills: Sequence[float]) -> list[int]:
+    """How many email copies each kill (Unix times, in order) caused: a copy is owed to the
+    first kill after its original. One more entry at the end: copies no kill explains."""
+    counts = [0] * (len(kills) + 1)
+    for at in duplicated_at:
+        counts[bisect_left(kills, at)] += 1
+    return counts
+
+
+def text_times(fake: FakeTwilio) -> dict[str, list[float]]:
+    """When the provider accepted each text, by sender number, in order."""
+    times: dict[str, list[float]] = {}
+    for message in fake.messages:
+        times.setdefault(message["from_"] or "", []).append(message["received_at"])
+    return {sender: sorted(at) for sender, at in times.items()}
+
+
+def busiest(times: Sequence[float], seconds: float) -> int:
+    """The most of `times` (in order) within any `seconds`."""
+    return max((bisect_left(times, at + seconds) - i for i, at in enumerate(times)), default=0)
