@@ -94,6 +94,10 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
 
 # How often a batch still sending looks at its lease.
 UPKEEP_SECONDS = 1.0
+# The longest a text's acceptance waits to be written down, grouped with others (a crash in
+# that time leaves it `unknown`, to be looked up at Twilio). An email's is written down before
+# the batch starts another call.
+RECORD_SECONDS = 0.02
 # A message, what its call answered (a provider id; a Skip for "withdrawn"; None for "no longer
 # ours"; or the error), and how long the call took.
 _Answer = tuple[Notification, "str | Skip | BaseException | None", float]
@@ -112,7 +116,11 @@ class Batch:
         self.lease = timedelta(seconds=rt.settings.sending_lease_seconds)
         self.held: set[int] = set()
         self.lease_until = rt.clock()
+        # Acceptances not yet written down: since when (time.monotonic), and whether an
+        # email is among them.
         self.sent: list[dict[str, Any]] = []
+        self.sent_since = 0.0
+        self.sent_email = False
         # Held rows whose call has begun; held rows a later look withdrew, and why; when
         # (time.monotonic) the database was last looked at for the rows still waiting.
         self.called: set[int] = set()
@@ -215,11 +223,13 @@ class Batch:
                     fatal = answer
                 else:
                     fates[n.id] = self._fate(n, answer)
-            # Written down before another call starts: a crash leaves unrecorded at most the
-            # calls in flight.
-            self.record_sent()
             if fatal is not None:
+                self.record_sent()
                 raise fatal
+            if self.sent_email:
+                # Before another call starts: SMTP cannot be asked what it took, so a crash
+                # may send again only the emails whose calls were in flight.
+                self.record_sent()
             start(more)
         self.record_sent()
         return fates
@@ -231,20 +241,26 @@ class Batch:
             return _skip(self.session, n, answer, self.rt.clock(), "sending")
         if answer is None:
             return "lost-race"
+        if not self.sent:
+            self.sent_since = time.monotonic()
         self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
+        self.sent_email |= n.channel == "email"
         return "sent"
 
     def _collect(
         self, answers: SimpleQueue[_Answer], started: Callable[[], int]
     ) -> Iterator[list[_Answer]]:
         """The calls' answers, all that have come at each moment, until every call started
-        has answered. Meanwhile the lease is kept: a slow provider must not make a row look
-        lost."""
+        has answered. Meanwhile what was sent is written down within `RECORD_SECONDS`, and
+        the lease is kept: a slow provider must not make a row look lost."""
         upkeep = time.monotonic()
         collected = 0
         while collected < started():
+            patience = UPKEEP_SECONDS
+            if self.sent:
+                patience = max(0.0, self.sent_since + RECORD_SECONDS - time.monotonic())
             try:
-                answered = [answers.get(timeout=UPKEEP_SECONDS)]
+                answered = [answers.get(timeout=patience)]
             except Empty:
                 answered = []
             while answered and not answers.empty():
@@ -252,6 +268,8 @@ class Batch:
             if answered:
                 collected += len(answered)
                 yield answered
+            if self.sent and time.monotonic() - self.sent_since >= RECORD_SECONDS:
+                self.record_sent()
             if time.monotonic() - upkeep >= UPKEEP_SECONDS:
                 if self._lease_too_short():
                     self._renew()
@@ -328,16 +346,18 @@ class Batch:
             sent, self.sent = self.sent, []
             if self.session.get_bind().dialect.name == "postgresql":
                 columns = {"ids": "nid", "pids": "pid", "ats": "at"}
-                self.session.execute(
-                    _RECORD_SENT, {name: [r[key] for r in sent] for name, key in columns.items()}
-                )
+                values = {name: [r[key] for r in sent] for name, key in columns.items()}
+                early = list(self.session.scalars(_RECORD_SENT, values))
             else:
                 self.session.execute(_MARK_SENT, sent)
                 history = [
                     {"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in sent
                 ]
                 self.session.execute(insert(NotificationEvent), history)
-            apply_early_receipts(self.session, [r["pid"] for r in sent], self.rt.clock())
+                early = [r["pid"] for r in sent]
+            if early:
+                apply_early_receipts(self.session, early, self.rt.clock())
+            self.sent_email = False
         self.session.commit()
 
 
@@ -439,19 +459,26 @@ _HOLD = text(
     bindparam("now", type_=UTCDateTime()),
     bindparam("until", type_=UTCDateTime()),
 )
-# PostgreSQL: `record_sent` for the whole batch in one statement, its history written by a CTE.
+# PostgreSQL: what `record_sent` writes, in one statement: the rows, their history, and which of
+# them had a delivery receipt come first. Its commit does not wait for the disk: a database
+# server that crashed before writing it down would leave the rows `sending`, as a killed worker
+# does, and reconciliation settles them; the hold before the call always waits.
 _RECORD_SENT = text(
     """
-    WITH sent AS (
+    WITH relaxed AS (
+        SELECT set_config('synchronous_commit', 'off', true)
+    ), sent AS (
         UPDATE notifications AS n
         SET status = 'sent', provider_id = s.pid, sent_at = s.at, updated_at = s.at,
             lease_owner = NULL, lease_until = NULL
-        FROM unnest(:ids, :pids, :ats) AS s (id, pid, at)
+        FROM unnest(:ids, :pids, :ats) AS s (id, pid, at), relaxed
         WHERE n.id = s.id AND n.status IN ('sending', 'unknown')
-        RETURNING n.id, s.at
+        RETURNING n.id, s.pid, s.at
+    ), history AS (
+        INSERT INTO notification_events (notification_id, status, at)
+        SELECT id, 'sent', at FROM sent
     )
-    INSERT INTO notification_events (notification_id, status, at)
-    SELECT id, 'sent', at FROM sent
+    SELECT e.provider_id FROM early_receipts AS e JOIN sent ON e.provider_id = sent.pid
     """
 ).bindparams(
     bindparam("ids", type_=ARRAY(Integer())),

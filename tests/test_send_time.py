@@ -12,13 +12,13 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from notifier.channels import Message
+from notifier.channels import Channel, Message
 from notifier.channels.sms import TwilioSMS
 from notifier.dispatch import tick
 from notifier.ingest import apply_event
 from notifier.models import Notification
 from notifier.runtime import Runtime
-from notifier.send import WITHIN_SECONDS, deliver
+from notifier.send import RECORD_SECONDS, WITHIN_SECONDS, deliver
 from notifier.simulate import SimulatedClock
 from notifier.track import opt_out
 from tests.conftest import new_york
@@ -127,8 +127,8 @@ def test_quiet_hours_are_checked_right_before_the_call(
 class SeesEachSendRecorded(Around):
     """Before each call, reads from the database how many of the batch's sends are recorded."""
 
-    def __init__(self, rt: Runtime) -> None:
-        super().__init__(rt.sms)
+    def __init__(self, rt: Runtime, channel: Channel) -> None:
+        super().__init__(channel)
         self.rt = rt
         self.recorded_before: list[int] = []
 
@@ -139,14 +139,57 @@ class SeesEachSendRecorded(Around):
         return self.channel.send(message)
 
 
-def test_each_acceptance_is_written_down_before_the_next_call(
+def book_by_email(rt: Runtime, count: int) -> list[int]:
+    for n in range(count):
+        with rt.sessions() as session:
+            payload = event(
+                "booked", VISIT, occurred_at=rt.clock(), appointment_id=f"apt-{n}",
+                patient_id=f"pat-{n}", phone=None, email=f"pat{n}@example.org",
+                consent={"sms": False, "email": True, "marketing": False},
+            )  # fmt: skip
+            apply_event(session, rt.clinic, payload, rt.clock())
+    ids: list[int] = []
+    tick(rt, ids.extend, "clock")
+    return ids
+
+
+def test_each_email_accepted_is_written_down_before_the_next_call(
+    rt: Runtime, smtp: SMTPSink
+) -> None:
+    ids = book_by_email(rt, 5)
+    watching = SeesEachSendRecorded(rt, rt.email)
+    one_at_a_time = dataclasses.replace(rt.settings, send_concurrency=1)
+    deliver(dataclasses.replace(rt, email=watching, settings=one_at_a_time), ids)
+    assert watching.recorded_before == [0, 1, 2, 3, 4]
+
+
+class SlowAfterTheFirst(Around):
+    """Answers the first text at once and each later one after 0.2 s."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt.sms)
+        self.rt, self.calls = rt, 0
+        self.recorded_before: list[int] = []
+
+    def send(self, message: Message) -> str:
+        self.calls += 1
+        if self.calls > 1:
+            time.sleep(0.2)
+            with self.rt.sessions() as session:
+                sent = select(Notification.id).where(Notification.status == "sent")
+                self.recorded_before.append(len(session.scalars(sent).all()))
+        return self.channel.send(message)
+
+
+def test_a_text_accepted_is_written_down_within_moments_while_others_are_in_flight(
     rt: Runtime, fake_twilio: FakeTwilio
 ) -> None:
-    ids = book_patients(rt, 5)
-    watching = SeesEachSendRecorded(rt)
-    one_at_a_time = dataclasses.replace(rt.settings, send_concurrency=1)
-    deliver(dataclasses.replace(rt, sms=watching, settings=one_at_a_time), ids)
-    assert watching.recorded_before == [0, 1, 2, 3, 4]
+    ids = book_patients(rt, 3)
+    slow = SlowAfterTheFirst(rt)
+    deliver(dataclasses.replace(rt, sms=slow), ids)
+    # The first acceptance was written down (within RECORD_SECONDS) while the others were
+    # still with the provider, not when the batch ended.
+    assert RECORD_SECONDS < 0.2 and slow.recorded_before == [1, 1]
 
 
 def test_emails_do_not_wait_behind_text_pacing(
