@@ -193,11 +193,13 @@ def _daytime_zone(now: datetime) -> str:
     return "Asia/Dubai"
 
 
-def signed_reply(stack: Stack, body: str) -> httpx.Response:
+def signed_reply(
+    stack: Stack, body: str, patient: str = "+17185550134", sender: str = "+15165550100"
+) -> httpx.Response:
     form = {
         "MessageSid": f"SM{uuid.uuid4().hex}",
-        "From": "+17185550134",
-        "To": "+15165550100",
+        "From": patient,
+        "To": sender,
         "Body": body,
     }
     public = stack.env["NOTIFIER_PUBLIC_URL"] + "/twilio/inbound"
