@@ -81,18 +81,21 @@ def at_call(rt: Runtime, n: Notification, now: datetime) -> Skip | None:
     enough to run right before every provider call."""
     if now >= n.expires_at:
         return Skip("suppressed", "stale")
-    if n.channel != "sms":
-        return None
-    location = rt.clinic.location(n.appointment.location_id)
-    if location is None:
-        return Skip("suppressed", "not_in_config")
-    zone = recipient(n.appointment.patient, location.zone).zone
-    allowed = next_allowed(now, rt.clinic.policy.quiet_hours, zone)
+    allowed = allowed_from(rt, n, now)
     if allowed == now:
         return None
     if allowed >= n.expires_at:
         return Skip("suppressed", "quiet_hours")
     return Skip("scheduled", "quiet hours", due_at=allowed)
+
+
+def allowed_from(rt: Runtime, n: Notification, moment: datetime) -> datetime:
+    """The first moment at or after `moment` when `n` may go: quiet hours hold texts."""
+    location = rt.clinic.location(n.appointment.location_id)
+    if n.channel != "sms" or location is None:
+        return moment
+    zone = recipient(n.appointment.patient, location.zone).zone
+    return next_allowed(moment, rt.clinic.policy.quiet_hours, zone)
 
 
 def _has_future_visit(session: Session, patient: Patient, now: datetime) -> bool:

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, joinedload
 from .channels import Message, SendError
 from .compose import compose
 from .models import Appointment, Notification, NotificationEvent, UTCDateTime
-from .recheck import Skip, at_call, opted_out_phones, recheck
+from .recheck import Skip, allowed_from, at_call, opted_out_phones, recheck
 from .runtime import Runtime
 from .schedule import transition
 from .track import after_sms_failure, apply_early_receipts
@@ -150,8 +150,10 @@ class Batch:
             for (n, message), delay in zip(mine, delays, strict=True):
                 if delay <= WITHIN_SECONDS:
                     admitted.append(Outgoing(n, message, start + delay))
-                else:
-                    due = now + timedelta(seconds=delay - WITHIN_SECONDS / 2)
+                else:  # its place in line, or the morning if that falls in quiet hours
+                    due = allowed_from(
+                        self.rt, n, now + timedelta(seconds=delay - WITHIN_SECONDS / 2)
+                    )
                     later.append({"nid": n.id, "due": due, "now": now})
                     fates[n.id] = "scheduled"
         if later:

@@ -211,3 +211,17 @@ def test_emails_do_not_wait_behind_text_pacing(
     emails = [n.id for n in rows(rt, ids) if n.channel == "email"]
     assert [fates[i] for i in emails] == ["sent"] * 15
     assert len(smtp.messages) == 15 and len(fake_twilio.messages) == 2
+
+
+def test_a_text_handed_back_into_quiet_hours_is_due_in_the_morning(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    clock.now = new_york(2026, 11, 30, 20, 59, 58)
+    ids = book_patients(at_one_a_second(rt), 5)
+    fates = deliver(rt, ids)
+    assert [fates[i] for i in ids] == ["sent", "sent", "scheduled", "scheduled", "scheduled"]
+    due = [n.due_at for n in rows(rt, ids)[2:]]
+    # The first place in line is still before 21:00; the later ones wait for the morning
+    # instead of being claimed at night only to be put off again.
+    assert due[0] < new_york(2026, 11, 30, 21, 0)
+    assert due[1:] == [new_york(2026, 12, 1, 8, 0)] * 2
