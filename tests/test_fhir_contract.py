@@ -1,6 +1,7 @@
 """The FHIR door as FHIR servers speak: OperationOutcome errors, references of every form, the
-REST-hook update and the Subscriptions Backport `id-only` notification, read back from a FHIR
-server of our own on loopback serving the official HL7 R4 examples."""
+REST-hook update and the Subscriptions Backport `id-only` and `full-resource` notifications,
+read back from a FHIR server of our own on loopback serving the official HL7 R4 examples; and
+the Appointments Oracle Health (Cerner) Millennium and Epic publish as their R4 examples."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from notifier.integrations.config import IntegrationsConfig
+from notifier.models import Patient
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock
 from notifier.web import create_app
@@ -27,17 +29,34 @@ EXAMPLE_MAPPINGS = {
     "treatments": {"52": "botox-cosmetic"},
 }
 US_MOBILE = "(718) 555-0134"
+# The vendors' examples name their own Locations and code systems; a practice on Millennium or
+# Epic maps them as it would its own.
+CERNER_SERVICE = "https://fhir.cerner.com/ec2458f2-1e24-41c8-b71b-0e701af7583d/codeSet/14249"
+EPIC_SERVICE = "urn:oid:1.2.840.114350.1.13.5325.1.7.2.808267"
+VENDOR_MAPPINGS = {
+    "locations": {"32216049": "manhasset", "ezECB8TyTDQJuuly5Byn.lQ3": "forest-hills"},
+    "treatments": {
+        f"{CERNER_SERVICE}|4047611": "botox-spasm",
+        f"{EPIC_SERVICE}|6": "botox-cosmetic",
+    },
+}
+Mappings = dict[str, dict[str, str]]
 
 
-def _app(rt: Runtime, server: FakeFhirServer | None, token: str | None = None) -> Any:
+def _app(
+    rt: Runtime,
+    server: FakeFhirServer | None,
+    token: str | None = None,
+    mappings: Mappings = EXAMPLE_MAPPINGS,
+) -> Any:
     fhir = INTEGRATIONS["fhir"]
     integrations = IntegrationsConfig.model_validate(
         {
             **INTEGRATIONS,
             "fhir": {
                 **fhir,
-                "locations": {**fhir["locations"], **EXAMPLE_MAPPINGS["locations"]},
-                "treatments": {**fhir["treatments"], **EXAMPLE_MAPPINGS["treatments"]},
+                "locations": {**fhir["locations"], **mappings["locations"]},
+                "treatments": {**fhir["treatments"], **mappings["treatments"]},
             },
         }
     )
@@ -398,3 +417,172 @@ def test_a_bundle_of_the_official_examples_maps_the_location_by_its_identifier(
         answer = client.post("/v1/fhir/Appointment", json=bundle, headers=AUTH)
     assert answer.status_code == 202, answer.text
     assert answer.json()["appointment"]["location"] == "manhasset"  # by identifier B1-S.F2
+
+
+# -- Subscriptions Backport: full-resource notifications ---------------------------------------
+
+IG_PATIENT = "https://example.org/fhir/Patient/1599eb66-431a-447c-a3de-6897fe9ae9a1"
+
+
+def full_resource_notification(mobile: str | None = None) -> dict[str, Any]:
+    """The IG's multi-resource notification, its Encounter replaced by the official Appointment
+    for the IG's Patient: the shape a FHIR server sends for an Appointment topic."""
+    bundle = fixture("subscription-notification-multi-resource.json")
+    appointment = fixture("appointment-example.json")
+    appointment["participant"][0]["actor"] = {"reference": IG_PATIENT, "display": "Example Patient"}
+    url = "https://example.org/fhir/Appointment/example"
+    bundle["entry"][1] = {
+        "fullUrl": url,
+        "resource": appointment,
+        "request": {"method": "PUT", "url": "Appointment/example"},
+        "response": {"status": "200"},
+    }
+    event = bundle["entry"][0]["resource"]["parameter"][5]
+    event["part"][2]["valueReference"]["reference"] = url
+    if mobile is not None:
+        bundle["entry"][2]["resource"]["telecom"] = [
+            {"system": "phone", "value": mobile, "use": "mobile"}
+        ]
+    return bundle
+
+
+def test_the_official_full_resource_example_is_about_an_encounter_and_is_ignored(
+    client: TestClient, rt: Runtime, fhir_server: FakeFhirServer
+) -> None:
+    bundle = fixture("subscription-notification-multi-resource.json")
+    answer = client.post("/v1/fhir", json=bundle, headers=AUTH)
+    assert answer.status_code == 200
+    assert issues(answer)[0]["severity"] == "information"
+    assert "Encounter/86009987-eabe-42bf-8c02-b112b18cb616" in issues(answer)[0]["diagnostics"]
+    assert fhir_server.reads == [] and stored(rt)["booking_events"] == 0
+
+
+def test_a_full_resource_notification_is_applied_without_reading_the_server(
+    client: TestClient, rt: Runtime, fhir_server: FakeFhirServer
+) -> None:
+    answer = client.post("/v1/fhir", json=full_resource_notification(US_MOBILE), headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    booked = answer.json()["appointment"]
+    assert (booked["id"], booked["location"], booked["treatment"]) == (
+        "example",
+        "forest-hills",
+        "botox-cosmetic",
+    )
+    assert (booked["start"], booked["end"]) == ("2013-12-10T09:00:00Z", "2013-12-10T11:00:00Z")
+    assert ("confirmation", "scheduled") in kinds(answer)
+    with rt.sessions() as session:
+        patient = session.get_one(Patient, "1599eb66-431a-447c-a3de-6897fe9ae9a1")
+        assert (patient.first_name, patient.phone) == ("Example", "+17185550134")
+    assert fhir_server.reads == []
+
+
+def test_the_full_resource_example_patient_has_no_number_and_is_refused_without_a_read(
+    client: TestClient, rt: Runtime, fhir_server: FakeFhirServer
+) -> None:
+    answer = client.post("/v1/fhir", json=full_resource_notification(), headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    assert expressions(answer) == ["Patient.telecom"]
+    assert fhir_server.reads == [] and stored(rt)["booking_events"] == 0
+
+
+# -- The vendors' published examples: Oracle Health (Cerner) Millennium and Epic ---------------
+
+
+@pytest.fixture
+def before_the_vendor_examples(clock: SimulatedClock) -> SimulatedClock:
+    clock.now = new_york(2020, 1, 10, 9, 0)  # Cerner's is on 23 January 2020, Epic's in 2022
+    return clock
+
+
+def vendor_app(
+    rt: Runtime, fhir_server: FakeFhirServer, patient_id: str, mappings: Mappings = VENDOR_MAPPINGS
+) -> Any:
+    """The clinic's app reading from its FHIR server the Patient the example refers to."""
+    fhir_server.put(reachable_patient() | {"id": patient_id})
+    return _app(rt, fhir_server, mappings=mappings)
+
+
+def booked(resource: dict[str, Any]) -> dict[str, Any]:
+    """The appointment as it was when booked: Cerner's example is read after a cancel, and
+    Millennium books by `PATCH` `status: booked` (its "Update Status to Booked" example)."""
+    return {k: v for k, v in resource.items() if k != "cancelationReason"} | {"status": "booked"}
+
+
+def test_the_cerner_example_booked_then_cancelled_as_published(
+    rt: Runtime, fhir_server: FakeFhirServer, before_the_vendor_examples: SimulatedClock
+) -> None:
+    cerner = fixture("appointment-cerner-r4.json")
+    with TestClient(vendor_app(rt, fhir_server, "12724066")) as client:
+        answer = client.post("/v1/fhir/Appointment", json=booked(cerner), headers=AUTH)
+        assert answer.status_code == 202, answer.text
+        appointment = answer.json()["appointment"]
+        assert (appointment["id"], appointment["location"], appointment["treatment"]) == (
+            "4822366",
+            "manhasset",  # Location/32216049, "Endoscopy"
+            "botox-spasm",  # codeSet/14249 code 4047611, "Surgery Rapid"
+        )
+        assert (appointment["start"], appointment["end"]) == (
+            "2020-01-23T22:10:00Z",
+            "2020-01-23T23:10:00Z",
+        )
+        assert ("confirmation", "scheduled") in kinds(answer)
+        cancelled = client.post("/v1/fhir/Appointment", json=cerner, headers=AUTH)
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["appointment"]["status"] == "cancelled"
+    # Every reminder stops. The cancel is stamped (meta.lastUpdated) 2021-04-22, after the visit:
+    # a notice of it would come too late, so none is planned.
+    assert {status for _, status in kinds(cancelled)} == {"cancelled"}
+    assert [path for path, _ in fhir_server.reads] == ["/fhir/Patient/12724066"] * 2
+
+
+def test_the_cerner_example_unmapped_names_its_location_and_service(
+    rt: Runtime, fhir_server: FakeFhirServer, before_the_vendor_examples: SimulatedClock
+) -> None:
+    cerner = booked(fixture("appointment-cerner-r4.json"))
+    with TestClient(vendor_app(rt, fhir_server, "12724066", EXAMPLE_MAPPINGS)) as client:
+        answer = client.post("/v1/fhir/Appointment", json=cerner, headers=AUTH)
+    assert answer.status_code == 422
+    diagnostics = {i["expression"][0]: i["diagnostics"] for i in issues(answer)}
+    assert diagnostics == {
+        "Appointment.participant[0].actor": (
+            "Location 'Location/32216049' is not in integrations.fhir.locations"
+        ),
+        "Appointment.serviceType": "no code maps to a treatment in integrations.fhir.treatments",
+    }
+    assert stored(rt)["booking_events"] == 0
+
+
+def test_the_epic_example_is_booked_with_its_times_patient_and_provider(
+    rt: Runtime, fhir_server: FakeFhirServer, before_the_vendor_examples: SimulatedClock
+) -> None:
+    with TestClient(vendor_app(rt, fhir_server, "eNO3wqOfAltfnWMfWBQ1WmQ3")) as client:
+        answer = client.post(
+            "/v1/fhir/Appointment", json=fixture("appointment-epic-r4.json"), headers=AUTH
+        )
+    assert answer.status_code == 202, answer.text
+    appointment = answer.json()["appointment"]
+    assert appointment == appointment | {
+        "id": "elmPBHPxEEEvVLKSSR6xGfQaaeOxoGVxtCt9FlmcwgQ03",
+        "location": "forest-hills",  # Location/ezECB8TyTDQJuuly5Byn.lQ3, "West Clinic"
+        "treatment": "botox-cosmetic",  # Epic's visit type 6, "Office Visit"
+        "provider": "Amy Smith, MD",
+        "start": "2022-04-20T20:00:00Z",
+        "end": "2022-04-20T20:15:00Z",
+    }
+    assert ("confirmation", "scheduled") in kinds(answer)
+    with rt.sessions() as session:
+        assert session.get_one(Patient, "eNO3wqOfAltfnWMfWBQ1WmQ3").phone == "+17185550134"
+    assert [path for path, _ in fhir_server.reads] == ["/fhir/Patient/eNO3wqOfAltfnWMfWBQ1WmQ3"]
+
+
+def test_the_epic_example_with_its_visit_type_unmapped_is_refused_precisely(
+    rt: Runtime, fhir_server: FakeFhirServer, before_the_vendor_examples: SimulatedClock
+) -> None:
+    mappings = {**VENDOR_MAPPINGS, "treatments": {}}
+    with TestClient(vendor_app(rt, fhir_server, "eNO3wqOfAltfnWMfWBQ1WmQ3", mappings)) as client:
+        answer = client.post(
+            "/v1/fhir/Appointment", json=fixture("appointment-epic-r4.json"), headers=AUTH
+        )
+    assert answer.status_code == 422
+    assert expressions(answer) == ["Appointment.serviceType"]
+    assert stored(rt)["booking_events"] == 0
