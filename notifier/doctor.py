@@ -9,13 +9,13 @@ from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 
 from . import db
 from .channels.email import SMTPEmail
 from .render import Renderer, sms_segments
 from .runtime import Runtime
 from .settings import Settings
+from .store import database
 
 Check = tuple[str, Callable[[], str]]
 
@@ -88,7 +88,7 @@ def templates_summary(renderer: Renderer) -> str:
 
 def database_state(rt: Runtime) -> str:
     with rt.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+        database.ping(connection)
         current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory(str(db.MIGRATIONS_DIR)).get_current_head()
     where = rt.engine.url.render_as_string(hide_password=True)

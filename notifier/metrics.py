@@ -14,10 +14,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, func, select
 
-from .models import Notification, NotificationEvent
 from .runtime import Runtime
+from .store import notifications
 
 WINDOW = timedelta(minutes=5)
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -30,27 +29,9 @@ class NotifierCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
         now = self.rt.clock()
         with self.rt.sessions() as session:
-            by_state = session.execute(
-                select(
-                    Notification.kind, Notification.channel, Notification.status, func.count()
-                ).group_by(Notification.kind, Notification.channel, Notification.status)
-            ).all()
-            due = session.execute(
-                select(func.count(), func.min(Notification.due_at)).where(
-                    Notification.status == "scheduled", Notification.due_at <= now
-                )
-            ).one()
-            recent = session.execute(
-                select(Notification.planned_for, Notification.sent_at, NotificationEvent.at)
-                .join(
-                    NotificationEvent,
-                    and_(
-                        NotificationEvent.notification_id == Notification.id,
-                        NotificationEvent.status == "sending",
-                    ),
-                )
-                .where(Notification.sent_at >= now - WINDOW)
-            ).all()
+            by_state = notifications.count_by_state(session)
+            due = notifications.due_unclaimed(session, now)
+            recent = notifications.sent_since(session, now - WINDOW)
         yield _by_state(by_state)
         yield GaugeMetricFamily(
             "notifier_due_queue_depth", "Notifications due now and not yet claimed.", due[0]

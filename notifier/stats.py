@@ -8,21 +8,16 @@ date functions differently, and a week starts at local midnight, not UTC's.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from .clinic import Clinic
-from .models import Appointment, Notification, Patient, SmsOptOut
+from .store import patients
+from .store import stats as rows_of
 
-# Messages that reached the patient's phone, so the question was seen.
-ASKED = ("sent", "delivered")
-# Where an SMS can end once it went to the provider: the delivery rate's denominator.
-SMS_OUTCOMES = ("sent", "delivered", "undelivered", "failed")
 COUNTS = ("appointments", "asked", "confirmed", "no_shows", "sms", "sms_delivered", "opt_outs")
 
 Tally = dict[str, dict[str, Counter[str]]]  # location id -> ISO week -> counts
@@ -89,20 +84,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
 def _count_appointments(
     session: Session, tally: Tally, zones: dict[str, ZoneInfo], since: datetime, until: datetime
 ) -> None:
-    asked = exists().where(
-        Notification.appointment_id == Appointment.id,
-        Notification.ask_confirm.is_(True),
-        Notification.status.in_(ASKED),
-    )
-    rows = session.execute(
-        select(
-            Appointment.location_id,
-            Appointment.start_at,
-            Appointment.status,
-            Appointment.confirmation,
-            asked.label("asked"),
-        ).where(Appointment.start_at >= since, Appointment.start_at < until)
-    )
+    rows = rows_of.appointments_starting(session, since, until)
     for location_id, start, status, confirmation, was_asked in rows:
         if location_id not in zones or status == "cancelled":
             continue
@@ -116,19 +98,7 @@ def _count_appointments(
 def _count_sms(
     session: Session, tally: Tally, zones: dict[str, ZoneInfo], since: datetime, until: datetime
 ) -> None:
-    # A text that failed before the provider took it has no sent_at: its last change dates it.
-    when = func.coalesce(Notification.sent_at, Notification.updated_at)
-    rows = session.execute(
-        select(Appointment.location_id, Notification.status, when)
-        .join(Appointment, Notification.appointment_id == Appointment.id)
-        .where(
-            Notification.channel == "sms",
-            Notification.status.in_(SMS_OUTCOMES),
-            when >= since,
-            when < until,
-        )
-    )
-    for location_id, status, at in rows:
+    for location_id, status, at in rows_of.sms_outcomes(session, since, until):
         if location_id in zones:
             counts = tally[location_id][iso_week(at, zones[location_id])]
             counts["sms"] += 1
@@ -138,30 +108,8 @@ def _count_sms(
 def _count_opt_outs(
     session: Session, tally: Tally, zones: dict[str, ZoneInfo], since: datetime, until: datetime
 ) -> None:
-    rows = session.execute(
-        select(SmsOptOut.phone, SmsOptOut.opted_out_at).where(
-            SmsOptOut.opted_out_at >= since, SmsOptOut.opted_out_at < until
-        )
-    ).all()
-    places = locations_by_phone(session, [phone for phone, _ in rows])
+    rows = rows_of.opt_outs(session, since, until)
+    places = patients.locations_by_phone(session, [phone for phone, _ in rows])
     for phone, at in rows:
         for location_id in places.get(phone, set()) & zones.keys():
             tally[location_id][iso_week(at, zones[location_id])]["opt_outs"] += 1
-
-
-def locations_by_phone(session: Session, phones: Iterable[str]) -> dict[str, set[str]]:
-    """Where the patients behind each phone number have had appointments: an opt-out belongs
-    to every location that texted that number."""
-    wanted = list(set(phones))
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(Patient.phone, Appointment.location_id)
-        .join(Appointment, Appointment.patient_id == Patient.id)
-        .where(Patient.phone.in_(wanted))
-        .distinct()
-    )
-    places: dict[str, set[str]] = defaultdict(set)
-    for phone, location_id in rows:
-        places[phone].add(location_id)
-    return dict(places)

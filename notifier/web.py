@@ -17,7 +17,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import Field
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from starlette.datastructures import ImmutableMultiDict
 from starlette.routing import Match
@@ -51,11 +50,13 @@ from .ingest import (
 )
 from .integrations.routes import router as integration_routes
 from .links import BadLink, read_token
-from .models import ApiKey, Appointment, Notification
+from .models import Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
 from .staff import router as staff_routes
 from .stats import stats
+from .store import appointments, database, notifications
+from .store import staff as staff_store
 from .track import delivery_receipt, receive
 
 
@@ -131,13 +132,14 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         responses={401: NO_KEY, 404: unknown, 422: UNPROCESSABLE},
     )
     def get_appointment(appointment_id: AppointmentId, s: Db, _: Caller) -> dict[str, Any]:
-        appointment = s.get(Appointment, appointment_id)
+        appointment = appointments.by_id(s, appointment_id)
         if appointment is None:
             raise HTTPException(404, f"no appointment {appointment_id!r}")
-        notifications = [
-            {**notification_json(n), **_details(n)} for n in _notifications(s, appointment_id)
+        listed = [
+            {**notification_json(n), **_details(n)}
+            for n in notifications.for_appointment(s, appointment_id)
         ]
-        return {**appointment_json(appointment), "notifications": notifications}
+        return {**appointment_json(appointment), "notifications": listed}
 
     class RemindIn(Incoming):
         channels: list[Channel] = ["sms"]
@@ -166,7 +168,7 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         return JSONResponse(answer, status_code=202)
 
     def reminded(s: Session, appointment_id: str, given: RemindIn, caller: str) -> dict[str, Any]:
-        if s.get(Appointment, appointment_id) is None:
+        if appointments.by_id(s, appointment_id) is None:
             raise HTTPException(404, f"no appointment {appointment_id!r}")
         try:
             result = remind(
@@ -319,11 +321,11 @@ def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:
         return invalid("invalid_event", exc.errors)
     except EventConflict as exc:
         return JSONResponse({"error": "conflict", "reason": str(exc)}, status_code=409)
-    appointment = outcome.appointment or s.get_one(Appointment, outcome.appointment_id)
+    appointment = outcome.appointment or appointments.one_by_id(s, outcome.appointment_id)
     if outcome.notifications is None:
-        notifications = _notifications(s, appointment.id)
+        listed = notifications.for_appointment(s, appointment.id)
     else:  # all there is, just written: no need to read them back
-        notifications = sorted(outcome.notifications, key=lambda n: (n.due_at, n.id))
+        listed = sorted(outcome.notifications, key=lambda n: (n.due_at, n.id))
     answer = {
         "event": {
             "id": outcome.event_id,
@@ -331,7 +333,7 @@ def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:
             "duplicate": outcome.duplicate,
         },
         "appointment": appointment_json(appointment),
-        "notifications": [notification_json(n) for n in notifications],
+        "notifications": [notification_json(n) for n in listed],
     }
     return JSONResponse(answer, status_code=200 if outcome.duplicate else 202)
 
@@ -363,16 +365,7 @@ def _configured_key(rt: Runtime, key: str) -> bool:
 def _issued_key(rt: Runtime, key: str) -> bool:
     digest = hashlib.sha256(key.encode()).hexdigest()
     with rt.sessions() as s:
-        return s.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == digest)) is not None
-
-
-def _notifications(s: Session, appointment_id: str) -> list[Notification]:
-    query = (
-        select(Notification)
-        .where(Notification.appointment_id == appointment_id)
-        .order_by(Notification.due_at, Notification.id)
-    )
-    return list(s.scalars(query))
+        return staff_store.is_issued_key(s, digest)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -418,7 +411,7 @@ def _details(n: Notification) -> dict[str, Any]:
 
 def _ping_database(rt: Runtime) -> None:
     with rt.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+        database.ping(connection)
 
 
 def _check(probe: Any) -> str:

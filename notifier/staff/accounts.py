@@ -8,10 +8,10 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .models import StaffSession, StaffUser
+from ..store import staff as staff_store
+from .models import StaffUser
 
 MIN_PASSWORD_LENGTH = 10
 # Wrong passwords in a row that close an account for LOCK_FOR: slows guessing to a crawl.
@@ -52,7 +52,7 @@ def _check_password(password: str) -> None:
 def find(session: Session, email: str) -> StaffUser | None:
     if "\x00" in email:  # no address has one, and PostgreSQL would refuse the query
         return None
-    return session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+    return staff_store.user_by_email(session, email.strip().lower())
 
 
 def _existing(session: Session, email: str) -> StaffUser:
@@ -85,7 +85,7 @@ def set_password(session: Session, email: str, password: str) -> StaffUser:
     _check_password(password)
     user.password_hash = _hasher.hash(password)
     user.failed_logins = 0
-    _sign_out(session, user)
+    staff_store.end_sessions_of(session, user.id)
     session.commit()
     return user
 
@@ -95,13 +95,9 @@ def set_active(session: Session, email: str, active: bool) -> StaffUser:
     user = _existing(session, email)
     user.active = active
     if not active:
-        _sign_out(session, user)
+        staff_store.end_sessions_of(session, user.id)
     session.commit()
     return user
-
-
-def _sign_out(session: Session, user: StaffUser) -> None:
-    session.execute(delete(StaffSession).where(StaffSession.staff_user_id == user.id))
 
 
 def authenticate(session: Session, email: str, password: str, now: datetime) -> StaffUser:

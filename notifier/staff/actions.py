@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..models import InboundMessage, Notification
+from ..models import Notification
 from ..schedule import transition
+from ..store import notifications, replies
 
 # A second press this soon is taken for a double click, not for a wish to text twice.
 REMIND_AGAIN_AFTER = timedelta(minutes=10)
@@ -21,7 +21,7 @@ class Refused(Exception):
 
 def retry(session: Session, notification_id: int, staff: str, now: datetime) -> None:
     """failed → scheduled, due now, with a fresh count of attempts."""
-    n = session.get(Notification, notification_id)
+    n = notifications.by_id(session, notification_id)
     if n is None:
         raise Refused(f"There is no message {notification_id}.")
     # The worker would only suppress it as stale: say so now instead.
@@ -45,15 +45,9 @@ def retry(session: Session, notification_id: int, staff: str, now: datetime) -> 
 
 
 def mark_handled(session: Session, message_id: int, staff: str, now: datetime) -> None:
-    handled = session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == message_id, InboundMessage.handled_at.is_(None))
-        .values(handled_at=now, handled_by=staff)
-        .returning(InboundMessage.id),
-        execution_options={"synchronize_session": False},
-    ).first()
+    handled = replies.mark_handled(session, message_id, staff, now)
     session.commit()
-    if handled is None:
+    if not handled:
         raise Refused("This reply was already marked as handled.")
 
 
@@ -61,14 +55,4 @@ def reminded_recently(
     session: Session, appointment_id: str, channel: str, now: datetime
 ) -> Notification | None:
     """The staff reminder on `channel` made within REMIND_AGAIN_AFTER, if there is one."""
-    return session.scalar(
-        select(Notification)
-        .where(
-            Notification.appointment_id == appointment_id,
-            Notification.kind == "manual",
-            Notification.channel == channel,
-            Notification.created_at > now - REMIND_AGAIN_AFTER,
-        )
-        .order_by(Notification.created_at.desc())
-        .limit(1)
-    )
+    return notifications.latest_manual(session, appointment_id, channel, now - REMIND_AGAIN_AFTER)

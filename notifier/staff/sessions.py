@@ -13,9 +13,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
+from ..store import staff as staff_store
 from .models import StaffSession, StaffUser
 
 COOKIE = "notifier_staff"
@@ -54,7 +54,7 @@ def start(session: Session, user: StaffUser, now: datetime) -> str:
 
 def current(session: Session, token: str, now: datetime) -> StaffSession | None:
     """The live session behind a cookie's token, or None (and an expired one is deleted)."""
-    row = session.get(StaffSession, _digest(token))
+    row = staff_store.session_by_id(session, _digest(token))
     if row is None:
         return None
     if _expired(row, now) or not row.user.active:
@@ -68,7 +68,7 @@ def current(session: Session, token: str, now: datetime) -> StaffSession | None:
 
 
 def end(session: Session, token: str) -> None:
-    session.execute(delete(StaffSession).where(StaffSession.id == _digest(token)))
+    staff_store.end_session(session, _digest(token))
     session.commit()
 
 
@@ -100,8 +100,4 @@ def _expired(row: StaffSession, now: datetime) -> bool:
 
 
 def _forget_expired(session: Session, now: datetime) -> None:
-    session.execute(
-        delete(StaffSession).where(
-            or_(StaffSession.last_seen_at <= now - IDLE, StaffSession.created_at <= now - LIFETIME)
-        )
-    )
+    staff_store.end_sessions_idle_or_old(session, now - IDLE, now - LIFETIME)

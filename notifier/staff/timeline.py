@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from ..clinic import Location
 from ..compose import compose
@@ -15,6 +14,7 @@ from ..ingest import is_id
 from ..models import PENDING, Appointment, InboundMessage, Notification
 from ..render import sms_segments
 from ..runtime import Runtime
+from ..store import appointments, notifications, replies
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class UnknownAppointment(LookupError):
 
 
 def timeline(rt: Runtime, session: Session, appointment_id: str, now: datetime) -> Timeline:
-    appointment = session.get(Appointment, appointment_id) if is_id(appointment_id) else None
+    appointment = appointments.by_id(session, appointment_id) if is_id(appointment_id) else None
     if appointment is None:
         raise UnknownAppointment(f"no appointment {appointment_id!r}")
     location = rt.clinic.location(appointment.location_id)
@@ -64,21 +64,12 @@ def timeline(rt: Runtime, session: Session, appointment_id: str, now: datetime) 
             f"appointment {appointment_id!r} is at {appointment.location_id!r},"
             " which the clinic config no longer has"
         )
-    notifications = session.scalars(
-        select(Notification)
-        .where(Notification.appointment_id == appointment_id)
-        .options(selectinload(Notification.history))
-        .order_by(Notification.due_at, Notification.id)
-    )
     entries = [
-        Entry(n, preview(rt, n, now) if n.status in PENDING else None) for n in notifications
+        Entry(n, preview(rt, n, now) if n.status in PENDING else None)
+        for n in notifications.for_appointment(session, appointment_id, with_history=True)
     ]
-    replies = session.scalars(
-        select(InboundMessage)
-        .where(InboundMessage.appointment_id == appointment_id)
-        .order_by(InboundMessage.received_at)
-    )
-    return Timeline(appointment, location, entries, list(replies))
+    answers = replies.for_appointment(session, appointment_id)
+    return Timeline(appointment, location, entries, answers)
 
 
 def preview(rt: Runtime, n: Notification, now: datetime) -> Preview:

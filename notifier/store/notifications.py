@@ -1,0 +1,108 @@
+"""Notifications: an appointment's, the failed ones staff retry, and the counts and timings
+that /metrics reads at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..models import Appointment, Notification, NotificationEvent
+
+
+def by_id(session: Session, notification_id: int) -> Notification | None:
+    return session.get(Notification, notification_id)
+
+
+def for_appointment(
+    session: Session, appointment_id: str, *, with_history: bool = False
+) -> list[Notification]:
+    """By due time; `with_history` loads every row's history in one more query."""
+    query = (
+        select(Notification)
+        .where(Notification.appointment_id == appointment_id)
+        .order_by(Notification.due_at, Notification.id)
+    )
+    if with_history:
+        query = query.options(selectinload(Notification.history))
+    return list(session.scalars(query))
+
+
+def latest_manual(
+    session: Session, appointment_id: str, channel: str, since: datetime
+) -> Notification | None:
+    """The newest staff reminder on `channel` made after `since`, if there is one."""
+    return session.scalar(
+        select(Notification)
+        .where(
+            Notification.appointment_id == appointment_id,
+            Notification.kind == "manual",
+            Notification.channel == channel,
+            Notification.created_at > since,
+        )
+        .order_by(Notification.created_at.desc())
+        .limit(1)
+    )
+
+
+def failed_at(session: Session, location_ids: list[str], limit: int) -> list[Notification]:
+    """Failed, for appointments at these locations, the latest change first, with the
+    appointment, its patient and the history loaded."""
+    query = (
+        _failed(location_ids)
+        .options(
+            selectinload(Notification.appointment).selectinload(Appointment.patient),
+            selectinload(Notification.history),
+        )
+        .order_by(Notification.updated_at.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def count_failed_at(session: Session, location_ids: list[str]) -> int:
+    return session.scalar(_failed(location_ids).with_only_columns(func.count())) or 0
+
+
+def _failed(location_ids: list[str]) -> Select[tuple[Notification]]:
+    return (
+        select(Notification)
+        .join(Appointment, Notification.appointment_id == Appointment.id)
+        .where(Notification.status == "failed", Appointment.location_id.in_(location_ids))
+    )
+
+
+def count_by_state(session: Session) -> Sequence[Row[Any]]:
+    """(kind, channel, status, count) rows."""
+    return session.execute(
+        select(Notification.kind, Notification.channel, Notification.status, func.count()).group_by(
+            Notification.kind, Notification.channel, Notification.status
+        )
+    ).all()
+
+
+def due_unclaimed(session: Session, now: datetime) -> Row[Any]:
+    """(how many, the oldest due_at) of the rows due by `now` and still `scheduled`."""
+    return session.execute(
+        select(func.count(), func.min(Notification.due_at)).where(
+            Notification.status == "scheduled", Notification.due_at <= now
+        )
+    ).one()
+
+
+def sent_since(session: Session, since: datetime) -> Sequence[Row[Any]]:
+    """(planned_for, sent_at, when `sending` began) of each message sent since `since`."""
+    return session.execute(
+        select(Notification.planned_for, Notification.sent_at, NotificationEvent.at)
+        .join(
+            NotificationEvent,
+            and_(
+                NotificationEvent.notification_id == Notification.id,
+                NotificationEvent.status == "sending",
+            ),
+        )
+        .where(Notification.sent_at >= since)
+    ).all()

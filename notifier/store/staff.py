@@ -1,0 +1,43 @@
+"""Staff accounts, their signed-in sessions, and the API keys `notifier apikey` issues."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from ..models import ApiKey
+from ..staff.models import StaffSession, StaffUser
+
+
+def user_by_email(session: Session, address: str) -> StaffUser | None:
+    """`address` as stored: lower-cased, no spaces around it."""
+    return session.scalar(select(StaffUser).where(StaffUser.email == address))
+
+
+def session_by_id(session: Session, session_id: str) -> StaffSession | None:
+    """`session_id` is the hash of the cookie's token."""
+    return session.get(StaffSession, session_id)
+
+
+def end_session(session: Session, session_id: str) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.id == session_id))
+
+
+def end_sessions_of(session: Session, user_id: int) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.staff_user_id == user_id))
+
+
+def end_sessions_idle_or_old(session: Session, seen_by: datetime, created_by: datetime) -> None:
+    """Ends every session last seen by `seen_by` or created by `created_by`."""
+    session.execute(
+        delete(StaffSession).where(
+            or_(StaffSession.last_seen_at <= seen_by, StaffSession.created_at <= created_by)
+        )
+    )
+
+
+def is_issued_key(session: Session, key_sha256: str) -> bool:
+    """Whether `notifier apikey` issued the key with this SHA-256 (hex)."""
+    return session.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == key_sha256)) is not None
