@@ -85,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
     remind_cmd.add_argument("appointment_id")
     remind_cmd.add_argument("--channel", choices=["sms", "email"], action="append")
     remind_cmd.add_argument("--staff", default="cli")
+    remind_cmd.add_argument(
+        "--force", action="store_true", help="send even if one was sent in the last 10 minutes"
+    )
     return top
 
 
@@ -220,7 +223,7 @@ def templates_check(args: argparse.Namespace) -> int:
 
 
 def remind_now(args: argparse.Namespace) -> int:
-    from .remind import CannotRemind, remind
+    from .remind import CannotRemind, RemindedRecently, remind
 
     rt = runtime.from_env()
     with rt.sessions() as session:
@@ -232,7 +235,11 @@ def remind_now(args: argparse.Namespace) -> int:
                 args.channel or ["sms"],
                 args.staff,
                 rt.clock(),
+                force=args.force,
             )
+        except RemindedRecently as exc:
+            print(f"notifier: {exc} (--force sends another)", file=sys.stderr)
+            return 1
         except CannotRemind as exc:
             print(f"notifier: {exc}", file=sys.stderr)
             return 1

@@ -3,16 +3,13 @@ same button at once change the row once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from ..models import InboundMessage, Notification
 from ..schedule import transition
-
-# A second press this soon is taken for a double click, not for a wish to text twice.
-REMIND_AGAIN_AFTER = timedelta(minutes=10)
 
 
 class Refused(Exception):
@@ -55,20 +52,3 @@ def mark_handled(session: Session, message_id: int, staff: str, now: datetime) -
     session.commit()
     if handled is None:
         raise Refused("This reply was already marked as handled.")
-
-
-def reminded_recently(
-    session: Session, appointment_id: str, channel: str, now: datetime
-) -> Notification | None:
-    """The staff reminder on `channel` made within REMIND_AGAIN_AFTER, if there is one."""
-    return session.scalar(
-        select(Notification)
-        .where(
-            Notification.appointment_id == appointment_id,
-            Notification.kind == "manual",
-            Notification.channel == channel,
-            Notification.created_at > now - REMIND_AGAIN_AFTER,
-        )
-        .order_by(Notification.created_at.desc())
-        .limit(1)
-    )
