@@ -152,7 +152,7 @@ def test_the_same_new_booking_twice_at_once_is_applied_once(rt: Runtime) -> None
 def test_a_booking_and_its_move_at_once_leave_one_plan_for_the_new_time(rt: Runtime) -> None:
     later = VISIT + timedelta(days=1)
     for k in range(RACES):
-        ids = {"appointment_id": f"apt-{k}", "patient_id": f"pat-{k}"}
+        ids: dict[str, Any] = {"appointment_id": f"apt-{k}", "patient_id": f"pat-{k}"}
         moved = event("rescheduled", later, occurred_at=new_york(2026, 11, 30, 9, 0), **ids)
         outcomes = apply_at_once(rt, booked(**ids), moved)
         assert {o.outcome for o in outcomes} <= {"applied", "ignored_stale"}
