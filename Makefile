@@ -36,9 +36,10 @@ bench: install services
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy notifier
+	$(BIN)/mypy notifier tests
 
 check: lint typecheck test
 

@@ -1,15 +1,17 @@
 """Celery settings for `notifier worker` (and for the clock that enqueues)."""
 
-import os
+from notifier.settings import Settings
 
-broker_url = os.environ.get("NOTIFIER_BROKER_URL") or "memory://"
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url or "memory://"
 broker_connection_retry_on_startup = True
 # Tasks carry notification ids only; the broker is never a store of patient data.
 task_serializer = "json"
 accept_content = ["json"]
 task_ignore_result = True
 # Several deployments (or test runs) can share one broker, each on its own queue.
-task_default_queue = os.environ.get("NOTIFIER_QUEUE") or "notifier"
+task_default_queue = _settings.queue
 # A task is acknowledged after it ran, and re-queued if its worker died: running one twice is
 # harmless because every send starts with a conditional update on the notification's state.
 task_acks_late = True

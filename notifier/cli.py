@@ -6,24 +6,17 @@ import argparse
 import contextlib
 import hashlib
 import logging
-import os
 import secrets
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import db, logs, web_processes
+from . import db, logs, runtime, web_processes
 from .clinic import ConfigError
 from .runtime import Runtime
-from .settings import Settings
 from .staff.commands import add_commands, add_template_commands
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 log = logging.getLogger("notifier")
 
@@ -33,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check) or (
         args.run.__module__ == "notifier.staff.commands"
     )
-    structured = os.environ.get("NOTIFIER_LOG_FORMAT") == "json"
-    logs.configure(logging.WARNING if quiet else logging.INFO, structured)
     try:
+        json_logs = runtime.settings_from_env().json_logs
+        logs.configure(logging.WARNING if quiet else logging.INFO, json_logs)
         return int(args.run(args) or 0)
     except ConfigError as exc:
         print(f"notifier: {exc}", file=sys.stderr)
@@ -92,37 +85,10 @@ def parser() -> argparse.ArgumentParser:
     remind_cmd.add_argument("appointment_id")
     remind_cmd.add_argument("--channel", choices=["sms", "email"], action="append")
     remind_cmd.add_argument("--staff", default="cli")
+    remind_cmd.add_argument(
+        "--force", action="store_true", help="send even if one was sent in the last 10 minutes"
+    )
     return top
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _runtime(settings: Settings | None = None) -> Runtime:
-    try:
-        return Runtime.build(settings or _settings())
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _distributed(command: str, needs_broker: bool = True) -> Settings:
-    """The settings of a process that works beside others: they must share a broker and a key,
-    or what one process signs (a link in an email) another would refuse."""
-    settings = _settings()
-    if needs_broker and not settings.broker_url:
-        raise ConfigError(
-            f"`notifier {command}` needs NOTIFIER_BROKER_URL (or run `notifier serve`)"
-        )
-    if not settings.secret_key:
-        raise ConfigError(
-            f"`notifier {command}` needs NOTIFIER_SECRET_KEY, the same in every process"
-            " (`notifier serve` keeps one in notifier.secret for you)"
-        )
-    return settings
 
 
 def _local_secret(path: Path) -> str:
@@ -139,10 +105,10 @@ def serve(args: argparse.Namespace) -> None:
 
     from .dispatch import in_process, schedule_ticks
 
-    settings = _settings()
+    settings = runtime.settings_from_env()
     if not settings.secret_key:
         settings = replace(settings, secret_key=_local_secret(Path("notifier.secret")))
-    rt = _runtime(settings)
+    rt = runtime.from_env(settings)
     rt.prepare_database()
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="send")
     clock = BackgroundScheduler(timezone="UTC")
@@ -157,7 +123,7 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def web(args: argparse.Namespace) -> None:
-    rt = _runtime(_distributed("web", needs_broker=False))
+    rt = runtime.from_env(runtime.distributed_settings("web", needs_broker=False))
     with rt.sessions() as session:  # a location or treatment added to the file is known at once
         db.sync_clinic(session, rt.clinic)
     if args.workers == 1:
@@ -180,30 +146,14 @@ def _run_web(rt: Runtime, host: str, port: int) -> None:
     from .web import create_app
 
     # log_config=None: uvicorn's lines go through our handlers, masked and in the chosen format.
-    uvicorn.run(create_app(rt, _broker_ping(rt)), host=host, port=port, log_config=None)
-
-
-def web_process_app() -> FastAPI:
-    """The app of one `notifier web --workers N` process. Each builds its own runtime, so no two
-    processes share a database connection."""
-    from .web import create_app
-
-    logs.configure(logging.INFO, os.environ.get("NOTIFIER_LOG_FORMAT") == "json")
-    rt = _runtime(_distributed("web", needs_broker=False))
-    return create_app(rt, _broker_ping(rt))
-
-
-def _broker_ping(rt: Runtime) -> Callable[[], None] | None:
-    if not rt.settings.broker_url:
-        return None
-    from .tasks import broker_ping
-
-    return broker_ping
+    uvicorn.run(
+        create_app(rt, web_processes.broker_ping(rt)), host=host, port=port, log_config=None
+    )
 
 
 def worker(args: argparse.Namespace) -> None:
-    _runtime(
-        _distributed("worker")
+    runtime.from_env(
+        runtime.distributed_settings("worker")
     ).engine.dispose()  # checks the config now; each worker process connects for itself
     from .tasks import app as celery_app
 
@@ -219,7 +169,7 @@ def scheduler(args: argparse.Namespace) -> None:
     from .dispatch import schedule_ticks
     from .tasks import enqueue
 
-    rt = _runtime(_distributed("scheduler"))
+    rt = runtime.from_env(runtime.distributed_settings("scheduler"))
     clock = BlockingScheduler(timezone="UTC")
     schedule_ticks(clock, rt, enqueue)
     log.info("clock started")
@@ -228,7 +178,7 @@ def scheduler(args: argparse.Namespace) -> None:
 
 
 def db_upgrade(args: argparse.Namespace) -> None:
-    rt = _runtime()
+    rt = runtime.from_env()
     rt.prepare_database()
     print(f"database ready: {rt.engine.url.render_as_string(hide_password=True)}")
 
@@ -243,7 +193,7 @@ def demo(args: argparse.Namespace) -> None:
 def apikey(args: argparse.Namespace) -> None:
     from .models import ApiKey
 
-    rt = _runtime()
+    rt = runtime.from_env()
     key = "ntf_" + secrets.token_urlsafe(32)
     with rt.sessions() as session:
         digest = hashlib.sha256(key.encode()).hexdigest()
@@ -255,14 +205,14 @@ def apikey(args: argparse.Namespace) -> None:
 def doctor(args: argparse.Namespace) -> int:
     from .doctor import run
 
-    rt = _runtime()
-    return 0 if run(rt, _broker_ping(rt), sys.stdout) else 1
+    rt = runtime.from_env()
+    return 0 if run(rt, web_processes.broker_ping(rt), sys.stdout) else 1
 
 
 def templates_check(args: argparse.Namespace) -> int:
     from .doctor import sms_template_segments
 
-    rt = _runtime()
+    rt = runtime.from_env()
     rows = sms_template_segments(rt.renderer)
     if not rows:
         print(f"notifier: no SMS templates under {rt.settings.templates_dir}", file=sys.stderr)
@@ -273,9 +223,9 @@ def templates_check(args: argparse.Namespace) -> int:
 
 
 def remind_now(args: argparse.Namespace) -> int:
-    from .remind import CannotRemind, remind
+    from .remind import CannotRemind, RemindedRecently, remind
 
-    rt = _runtime()
+    rt = runtime.from_env()
     with rt.sessions() as session:
         try:
             result = remind(
@@ -285,7 +235,11 @@ def remind_now(args: argparse.Namespace) -> int:
                 args.channel or ["sms"],
                 args.staff,
                 rt.clock(),
+                force=args.force,
             )
+        except RemindedRecently as exc:
+            print(f"notifier: {exc} (--force sends another)", file=sys.stderr)
+            return 1
         except CannotRemind as exc:
             print(f"notifier: {exc}", file=sys.stderr)
             return 1

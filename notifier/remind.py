@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -11,10 +11,25 @@ from .clinic import Channel, Clinic
 from .models import Appointment, Notification
 from .plan import Planned
 from .schedule import add, recipient
+from .store import notifications
+
+# A second reminder this soon is taken for a double click, not for a wish to remind twice.
+REMIND_AGAIN_AFTER = timedelta(minutes=10)
 
 
 class CannotRemind(Exception):
     """The appointment does not take reminders (unknown, cancelled, or already started)."""
+
+
+class RemindedRecently(CannotRemind):
+    """A reminder on the same channel was asked for within REMIND_AGAIN_AFTER."""
+
+    def __init__(self, earlier: Notification, now: datetime) -> None:
+        minutes = int((now - earlier.created_at).total_seconds() // 60)
+        name = "SMS" if earlier.channel == "sms" else "email"
+        self.staff = earlier.staff
+        self.ago = f"{minutes} min ago" if minutes else "just now"
+        super().__init__(f"not sent again: {self.staff} sent an {name} reminder {self.ago}")
 
 
 @dataclass
@@ -30,8 +45,10 @@ def remind(
     channels: list[Channel],
     staff: str,
     now: datetime,
+    force: bool = False,
 ) -> Reminded:
-    """Plans a reminder due now on each channel the patient may be reached on."""
+    """Plans a reminder due now on each channel the patient may be reached on. Unless `force`,
+    nothing is planned when one of `channels` had a manual reminder within REMIND_AGAIN_AFTER."""
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
         raise CannotRemind(f"no appointment {appointment_id!r}")
@@ -40,6 +57,12 @@ def remind(
     location = clinic.location(appointment.location_id)
     if location is None:
         raise CannotRemind(f"location {appointment.location_id!r} is not in the clinic config")
+    since = now - REMIND_AGAIN_AFTER
+    earlier = (
+        None if force else notifications.latest_manual(session, appointment_id, channels, since)
+    )
+    if earlier is not None:
+        raise RemindedRecently(earlier, now)
     who = recipient(appointment.patient, location.zone)
     result = Reminded()
     planned = []

@@ -14,7 +14,7 @@ from . import db
 from .channels import Channel
 from .channels.email import SMTPEmail
 from .channels.outbox import Outbox
-from .clinic import Clinic, load_clinic
+from .clinic import Clinic, ConfigError, load_clinic
 from .ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from .render import Renderer
 from .settings import Settings
@@ -60,6 +60,38 @@ class Runtime:
         db.upgrade(self.engine)
         with self.sessions() as session:
             db.sync_clinic(session, self.clinic)
+
+
+def settings_from_env() -> Settings:
+    """The environment's settings; a bad value is a ConfigError, as a bad clinic file is."""
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def from_env(settings: Settings | None = None) -> Runtime:
+    """The runtime of a command, from `settings` or the environment; raises ConfigError."""
+    try:
+        return Runtime.build(settings or settings_from_env())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def distributed_settings(command: str, needs_broker: bool = True) -> Settings:
+    """The settings of a process that works beside others: they must share a broker and a key,
+    or what one process signs (a link in an email) another would refuse."""
+    settings = settings_from_env()
+    if needs_broker and not settings.broker_url:
+        raise ConfigError(
+            f"`notifier {command}` needs NOTIFIER_BROKER_URL (or run `notifier serve`)"
+        )
+    if not settings.secret_key:
+        raise ConfigError(
+            f"`notifier {command}` needs NOTIFIER_SECRET_KEY, the same in every process"
+            " (`notifier serve` keeps one in notifier.secret for you)"
+        )
+    return settings
 
 
 def sms_channel(settings: Settings, clinic: Clinic) -> Channel:

@@ -40,6 +40,10 @@ class Settings:
     queue_lease_seconds: float = 60.0
     # Provider calls one worker process has in flight at once: a call mostly waits on the network.
     send_concurrency: int = 16
+    # The Celery queue: several deployments (or test runs) can share one broker, each on its own.
+    queue: str = "notifier"
+    # One JSON object a log line (NOTIFIER_LOG_FORMAT=json), for log shippers.
+    json_logs: bool = False
 
     @property
     def sending_lease_seconds(self) -> float:
@@ -78,6 +82,8 @@ class Settings:
                 env, "NOTIFIER_QUEUE_LEASE_SECONDS", cls.queue_lease_seconds
             ),
             send_concurrency=_count(env, "NOTIFIER_SEND_CONCURRENCY", cls.send_concurrency),
+            queue=get("NOTIFIER_QUEUE") or cls.queue,
+            json_logs=get("NOTIFIER_LOG_FORMAT") == "json",
         )
 
 

@@ -15,7 +15,15 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
+
+from . import logs, runtime
+from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("notifier")
 # The exit status of a process that could not start (uvicorn's own for a failed startup): it is
@@ -69,14 +77,32 @@ def _check_port_free(host: str, port: int) -> None:
 def _serve(host: str, port: int) -> None:
     import uvicorn
 
-    from .cli import web_process_app
-
     try:
-        app, sock = web_process_app(), listening_socket(host, port)
+        app, sock = process_app(), listening_socket(host, port)
     except Exception:
         log.exception("web process %d cannot start", os.getpid())
         sys.exit(STARTUP_FAILURE)
     uvicorn.Server(uvicorn.Config(app, log_config=None)).run(sockets=[sock])
+
+
+def process_app() -> FastAPI:
+    """The app of one `notifier web --workers N` process. Each builds its own runtime, so no two
+    processes share a database connection."""
+    from .web import create_app
+
+    settings = runtime.distributed_settings("web", needs_broker=False)
+    logs.configure(logging.INFO, settings.json_logs)
+    rt = runtime.from_env(settings)
+    return create_app(rt, broker_ping(rt))
+
+
+def broker_ping(rt: Runtime) -> Callable[[], None] | None:
+    """The broker check of the web's /readyz and of `notifier doctor`; None without a broker."""
+    if not rt.settings.broker_url:
+        return None
+    from .tasks import broker_ping  # Celery: only in processes that have a broker
+
+    return broker_ping
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

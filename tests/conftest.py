@@ -31,8 +31,10 @@ TABLES = (
 )
 
 
-def new_york(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NEW_YORK)  # type: ignore[misc]
+def new_york(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=NEW_YORK)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from notifier.ingest import Outcome, apply_event
 from notifier.models import Appointment, BookingEvent, Notification, Patient
 from notifier.runtime import Runtime
+from notifier.simulate import SimulatedClock
 from notifier.web import create_app
 from tests.conftest import new_york
 from tests.events import event
@@ -151,7 +152,7 @@ def test_the_same_new_booking_twice_at_once_is_applied_once(rt: Runtime) -> None
 def test_a_booking_and_its_move_at_once_leave_one_plan_for_the_new_time(rt: Runtime) -> None:
     later = VISIT + timedelta(days=1)
     for k in range(RACES):
-        ids = {"appointment_id": f"apt-{k}", "patient_id": f"pat-{k}"}
+        ids: dict[str, Any] = {"appointment_id": f"apt-{k}", "patient_id": f"pat-{k}"}
         moved = event("rescheduled", later, occurred_at=new_york(2026, 11, 30, 9, 0), **ids)
         outcomes = apply_at_once(rt, booked(**ids), moved)
         assert {o.outcome for o in outcomes} <= {"applied", "ignored_stale"}
@@ -320,6 +321,25 @@ def test_remind_without_a_body_texts_and_an_unknown_appointment_is_404(client: T
     assert answer.status_code == 202
     assert [n["channel"] for n in answer.json()["notifications"]] == ["sms"]
     assert client.post("/v1/appointments/nope/remind", headers=AUTH).status_code == 404
+
+
+def test_a_second_reminder_within_10_minutes_is_refused_as_a_double_click(
+    client: TestClient, clock: SimulatedClock
+) -> None:
+    client.post("/v1/events", json=booked(), headers=AUTH)
+    first = client.post("/v1/appointments/apt-1/remind", json={"staff": "amy"}, headers=AUTH)
+    assert first.status_code == 202
+    clock.now += timedelta(minutes=9)
+    again = client.post(
+        "/v1/appointments/apt-1/remind", json={"channels": ["email", "sms"]}, headers=AUTH
+    )
+    assert again.status_code == 409
+    assert again.json() == {"detail": "not sent again: amy sent an SMS reminder 9 min ago"}
+    email = client.post("/v1/appointments/apt-1/remind", json={"channels": ["email"]}, headers=AUTH)
+    assert email.status_code == 202  # the guard is per channel
+    clock.now += timedelta(minutes=1, seconds=1)
+    later = client.post("/v1/appointments/apt-1/remind", headers=AUTH)
+    assert [n["channel"] for n in later.json()["notifications"]] == ["sms"]
 
 
 def test_remind_with_a_bad_channel_says_which_and_why(client: TestClient) -> None:

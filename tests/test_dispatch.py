@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from notifier.dispatch import claim_due, reap
 from notifier.ingest import apply_event
@@ -72,11 +73,13 @@ def test_expired_leases_are_reaped(rt: Runtime) -> None:
     with rt.sessions() as session:
         first, second = claim_due(session, rt.clock(), "clock")
         session.execute(
-            Notification.__table__.update()
+            cast(Table, Notification.__table__)
+            .update()
             .where(Notification.id == second)
             .values(status="sending")
         )
         session.commit()
         reap(session, rt.clock() + timedelta(minutes=10))
-        states = dict(session.execute(select(Notification.id, Notification.status)).all())
+        rows = session.execute(select(Notification.id, Notification.status)).tuples().all()
+        states = dict(rows)
     assert (states[first], states[second]) == ("scheduled", "unknown")

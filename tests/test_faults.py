@@ -9,9 +9,10 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
+from typing import cast
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from notifier.channels import Channel, Message
 from notifier.channels.sms import TwilioSMS
@@ -445,7 +446,8 @@ def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
     def reaper_takes_the_last_row() -> None:
         with rt.sessions() as session:
             session.execute(
-                Notification.__table__.update()
+                cast(Table, Notification.__table__)
+                .update()
                 .where(Notification.id == ids[-1])
                 .values(status="unknown", lease_owner=None)
             )

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -236,7 +237,8 @@ def test_a_patient_confirms_by_sms_and_then_opts_out(
         return done[0] if done else None
 
     assert wait_until(lambda: second_reminder() is not None, timeout=40), _logs(tmp_path)
-    assert (second_reminder()["status"], second_reminder()["reason"]) == ("suppressed", "opted_out")
+    reminder = cast(dict[str, Any], second_reminder())
+    assert (reminder["status"], reminder["reason"]) == ("suppressed", "opted_out")
 
 
 def test_serve_runs_everything_in_one_process_with_no_servers(tmp_path: Path) -> None:
@@ -325,13 +327,13 @@ def test_no_patient_data_in_the_broker_or_the_logs(
             status=400, code=21211, message="The 'To' number +17185550101 is not valid"
         )
         assert wait_until(lambda: broker.llen(queue) > 0, timeout=10), _logs(tmp_path)
-        stored = b" ".join(broker.lrange(queue, 0, -1))
+        stored = b" ".join(cast(list[bytes], broker.lrange(queue, 0, -1)))
         running.start("worker", "--concurrency", "2")
         assert wait_until(lambda: len(fake_twilio.requests) >= 5, timeout=20), _logs(tmp_path)
         wait_until(lambda: False, timeout=1)
     finally:
         running.stop()
-    everything = stored + b" ".join(broker.keys("*")) + _logs(tmp_path).encode()
+    everything = stored + b" ".join(cast(list[bytes], broker.keys("*"))) + _logs(tmp_path).encode()
     for secret in (b"7185550101", b"718 555 01", b"Ana", b"Ruiz", b"example.org"):
         assert secret not in everything, secret
 

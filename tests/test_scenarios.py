@@ -3,7 +3,8 @@ channels, at these times: through the real twilio SDK and smtplib, on SQLite and
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
 import pytest
 from icalendar import Calendar
@@ -32,7 +33,10 @@ def received(rt: Runtime, twilio: FakeTwilio, smtp: SMTPSink) -> list[tuple[str,
     got = [(rows[m["sid"]], "sms") for m in twilio.messages]
     got += [(rows[str(mail["Message-ID"]).strip("<>")], "email") for mail in smtp.messages]
     got.sort(key=lambda pair: (pair[0].sent_at, pair[1]))
-    return [(f"{n.sent_at.astimezone(NEW_YORK):%a %d %H:%M}", ch, n.kind) for n, ch in got]
+    return [
+        (f"{cast(datetime, n.sent_at).astimezone(NEW_YORK):%a %d %H:%M}", ch, n.kind)
+        for n, ch in got
+    ]
 
 
 def statuses(rt: Runtime) -> list[tuple[str, str, str, str | None]]:
@@ -71,7 +75,7 @@ def test_confirmation_email_carries_a_valid_calendar_file(
     assert mail.get_body(("plain",)) is not None and mail.get_body(("html",)) is not None
     (ics,) = [part for part in mail.iter_attachments() if part.get_filename() == "appointment.ics"]
     assert ics.get_content_type() == "text/calendar"
-    calendar = Calendar.from_ical(ics.get_payload(decode=True))
+    calendar = Calendar.from_ical(cast(bytes, ics.get_payload(decode=True)))
     (vevent,) = calendar.walk("VEVENT")
     assert vevent.decoded("dtstart") == VISIT
     assert vevent.decoded("dtend") == VISIT + timedelta(minutes=30)

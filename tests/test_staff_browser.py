@@ -137,7 +137,11 @@ def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(
     log_in(page, site)
     remind = f"{site}/staff/appointments/apt-1/remind"
     # page.request carries the browser's session cookie, as a forged cross-site form would.
-    for form in ({"channel": "sms"}, {"channel": "sms", "csrf": "forged"}):
+    forms: list[dict[str, str | float | bool]] = [
+        {"channel": "sms"},
+        {"channel": "sms", "csrf": "forged"},
+    ]
+    for form in forms:
         assert page.request.post(remind, form=form).status == 403
     with rt.sessions() as session:
         assert session.scalar(select(Notification).where(Notification.kind == "manual")) is None

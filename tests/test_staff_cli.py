@@ -10,7 +10,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import delete, select
 
+from notifier import cli, runtime
 from notifier.ingest import apply_event
+from notifier.models import Notification
 from notifier.runtime import Runtime
 from notifier.simulate import run_until
 from notifier.staff import sessions
@@ -177,3 +179,30 @@ def test_templates_preview_names_the_kinds_there_are(notifier: Run) -> None:
     code, _, err = notifier("templates", "preview", "reminders")
     assert code == 1
     assert err.startswith("notifier: no templates for 'reminders'; kinds: aftercare, ")
+
+
+def test_remind_refuses_a_second_reminder_within_10_minutes_unless_forced(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(runtime, "from_env", lambda settings=None: rt)  # on simulated time
+    with rt.sessions() as session:
+        booked = event("booked", new_york(2026, 12, 3, 10, 0), occurred_at=rt.clock())
+        apply_event(session, rt.clinic, booked, rt.clock())
+
+    def remind(*argv: str) -> tuple[int, str, str]:
+        args = cli.parser().parse_args(["remind", "apt-1", *argv])
+        code = args.run(args)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = remind("--staff", "amy")
+    assert code == 0 and out.endswith(" by sms due now\n")
+    refused = "notifier: not sent again: amy sent an SMS reminder just now (--force sends another)"
+    assert remind() == (1, "", refused + "\n")
+    code, out, _ = remind("--force")
+    assert code == 0 and out.endswith(" by sms due now\n")
+    with rt.sessions() as session:
+        manual = session.scalars(
+            select(Notification).where(Notification.kind == "manual").order_by(Notification.id)
+        )
+        assert [n.staff for n in manual] == ["amy", "cli"]

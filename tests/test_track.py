@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Iterator, Sequence
 from datetime import timedelta
+from email.message import MIMEPart
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import pytest
@@ -37,7 +39,7 @@ def client(rt: Runtime) -> Iterator[TestClient]:
         yield test_client
 
 
-def book(rt: Runtime, **overrides: object) -> None:
+def book(rt: Runtime, **overrides: Any) -> None:
     with rt.sessions() as session:
         apply_event(
             session,
@@ -461,7 +463,7 @@ def test_the_48_hour_reminder_email_carries_signed_links(
 ) -> None:
     book(rt)
     run_until(rt, new_york(2026, 12, 1, 10, 0))
-    html = smtp.messages[-1].get_body(("html",)).get_content()
+    html = cast(MIMEPart, smtp.messages[-1].get_body(("html",))).get_content()
     assert f"{rt.settings.public_url}/links/" in html
 
 

@@ -29,7 +29,6 @@ from ..bodies import (
 from ..ingest import InvalidEvent, stored_booking
 from ..runtime import Runtime
 from . import Ignored, calcom
-from .config import IntegrationsConfig
 from .fhir_client import FhirReadError, FhirServer
 
 FHIR_JSON = "application/fhir+json"
@@ -84,53 +83,8 @@ def router(
 ) -> APIRouter:
     """`api_key` is the Bearer-key dependency; `accept(session, event)` applies a contract event
     and answers as `POST /v1/events` does."""
-    config: IntegrationsConfig = rt.clinic.integrations
-    calcom_secret = rt.settings.calcom_secret
     fhir_server = _fhir_server(rt)
     routes = APIRouter()
-
-    def known(session: Session) -> Callable[[str], Any]:
-        from .fhir import KnownAppointment
-
-        def lookup(appointment_id: str) -> KnownAppointment | None:
-            stored = stored_booking(session, appointment_id)
-            return None if stored is None else KnownAppointment(**stored)
-
-        return lookup
-
-    async def take_fhir(request: Request, resource_id: str | None = None) -> Response:
-        from . import fhir  # fhir.resources: imported by the first FHIR request, not at start
-
-        refused = _unsupported_media_type(request.headers.get("content-type"))
-        if refused is not None:
-            return refused
-        try:
-            body = await read_body(request)
-        except HTTPException as exc:
-            return outcome(exc.status_code, [issue("too-costly", str(exc.detail))])
-        try:
-            payload = decode_json(body)
-        except InvalidEvent as exc:
-            return outcome(400, [issue("structure", reason) for _, reason in exc.errors])
-        if not isinstance(payload, dict):
-            return outcome(400, [issue("structure", "a FHIR resource is a JSON object")])
-        mismatch = _id_mismatch(payload, resource_id)
-        if mismatch is not None:
-            return mismatch
-        with rt.sessions() as session:
-            sources = fhir.Sources(fhir_server, known(session))
-            try:
-                event = await run_in_threadpool(
-                    fhir.booking_event, payload, config.fhir, rt.clinic, rt.clock(), sources
-                )
-            except InvalidEvent as exc:
-                return outcome(422, [issue(_code(r), r, f) for f, r in exc.errors])
-            except FhirReadError as exc:
-                code = "transient" if exc.status == 503 else "exception"
-                return outcome(exc.status, [issue(code, exc.reason)])
-            if isinstance(event, Ignored):
-                return outcome(200, [issue("informational", event.reason, severity="information")])
-            return await run_in_threadpool(accept, session, event)
 
     keyed = [Depends(api_key)]
 
@@ -139,7 +93,7 @@ def router(
     )
     @routes.post("/v1/fhir", status_code=202, dependencies=keyed, responses=FHIR_ANSWERS)
     async def post_fhir(request: Request) -> Response:
-        return await take_fhir(request)
+        return await _take_fhir(rt, fhir_server, accept, request)
 
     @routes.put(
         "/v1/fhir/Appointment/{appointment_id}",
@@ -149,27 +103,90 @@ def router(
     )
     async def put_fhir_appointment(request: Request, appointment_id: str) -> Response:
         """A REST-hook subscription with a payload updates `<endpoint>/Appointment/<id>`."""
-        return await take_fhir(request, appointment_id)
+        return await _take_fhir(rt, fhir_server, accept, request, appointment_id)
 
     @routes.post("/v1/integrations/calcom", status_code=202, responses=CALCOM_ANSWERS)
     async def post_calcom(request: Request) -> JSONResponse:
-        if calcom_secret is None:
-            return _refused(503, "not_configured", "set NOTIFIER_CALCOM_SECRET to take Cal.com")
-        body = await read_body(request)
-        signature = request.headers.get("x-cal-signature-256")
-        problem = calcom.signature_problem(body, signature, calcom_secret)
-        if problem:
-            return _refused(403, "bad_signature", problem)
-        with rt.sessions() as session:
-            try:
-                event = calcom.booking_event(decode_json(body), config.calcom, session)
-            except InvalidEvent as exc:
-                return invalid("invalid_webhook", exc.errors)
-            if isinstance(event, Ignored):
-                return _ignored(event)
-            return await run_in_threadpool(accept, session, event)
+        return await _take_calcom(rt, accept, request)
 
     return routes
+
+
+def _known(session: Session) -> Callable[[str], Any]:
+    from .fhir import KnownAppointment
+
+    def lookup(appointment_id: str) -> KnownAppointment | None:
+        stored = stored_booking(session, appointment_id)
+        return None if stored is None else KnownAppointment(**stored)
+
+    return lookup
+
+
+async def _take_fhir(
+    rt: Runtime,
+    fhir_server: FhirServer | None,
+    accept: Callable[[Session, Any], JSONResponse],
+    request: Request,
+    resource_id: str | None = None,
+) -> Response:
+    from . import fhir  # fhir.resources: imported by the first FHIR request, not at start
+
+    refused = _unsupported_media_type(request.headers.get("content-type"))
+    if refused is not None:
+        return refused
+    try:
+        body = await read_body(request)
+    except HTTPException as exc:
+        return outcome(exc.status_code, [issue("too-costly", str(exc.detail))])
+    try:
+        payload = decode_json(body)
+    except InvalidEvent as exc:
+        return outcome(400, [issue("structure", reason) for _, reason in exc.errors])
+    if not isinstance(payload, dict):
+        return outcome(400, [issue("structure", "a FHIR resource is a JSON object")])
+    mismatch = _id_mismatch(payload, resource_id)
+    if mismatch is not None:
+        return mismatch
+    with rt.sessions() as session:
+        sources = fhir.Sources(fhir_server, _known(session))
+        try:
+            event = await run_in_threadpool(
+                fhir.booking_event,
+                payload,
+                rt.clinic.integrations.fhir,
+                rt.clinic,
+                rt.clock(),
+                sources,
+            )
+        except InvalidEvent as exc:
+            return outcome(422, [issue(_code(r), r, f) for f, r in exc.errors])
+        except FhirReadError as exc:
+            code = "transient" if exc.status == 503 else "exception"
+            return outcome(exc.status, [issue(code, exc.reason)])
+        if isinstance(event, Ignored):
+            return outcome(200, [issue("informational", event.reason, severity="information")])
+        return await run_in_threadpool(accept, session, event)
+
+
+async def _take_calcom(
+    rt: Runtime, accept: Callable[[Session, Any], JSONResponse], request: Request
+) -> JSONResponse:
+    calcom_secret = rt.settings.calcom_secret
+    if calcom_secret is None:
+        return _refused(503, "not_configured", "set NOTIFIER_CALCOM_SECRET to take Cal.com")
+    body = await read_body(request)
+    signature = request.headers.get("x-cal-signature-256")
+    problem = calcom.signature_problem(body, signature, calcom_secret)
+    if problem:
+        return _refused(403, "bad_signature", problem)
+    with rt.sessions() as session:
+        try:
+            event = calcom.booking_event(decode_json(body), rt.clinic.integrations.calcom, session)
+        except InvalidEvent as exc:
+            return invalid("invalid_webhook", exc.errors)
+        if isinstance(event, Ignored):
+            return _ignored(event)
+        return await run_in_threadpool(accept, session, event)
 
 
 def _ignored(ignored: Ignored) -> JSONResponse:

@@ -3,16 +3,12 @@ same button at once change the row once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from ..models import Notification
 from ..schedule import transition
 from ..store import notifications, replies
-
-# A second press this soon is taken for a double click, not for a wish to text twice.
-REMIND_AGAIN_AFTER = timedelta(minutes=10)
 
 
 class Refused(Exception):
@@ -49,10 +45,3 @@ def mark_handled(session: Session, message_id: int, staff: str, now: datetime) -
     session.commit()
     if not handled:
         raise Refused("This reply was already marked as handled.")
-
-
-def reminded_recently(
-    session: Session, appointment_id: str, channel: str, now: datetime
-) -> Notification | None:
-    """The staff reminder on `channel` made within REMIND_AGAIN_AFTER, if there is one."""
-    return notifications.latest_manual(session, appointment_id, channel, now - REMIND_AGAIN_AFTER)

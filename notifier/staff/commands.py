@@ -14,12 +14,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from ..clinic import ConfigError
+from .. import runtime
 from ..csv_import import ImportFileError, import_csv
 from ..doctor import example_context
 from ..render import TemplateMissing, sms_segments
 from ..runtime import Runtime
-from ..settings import Settings
 from .accounts import AccountError, create_staff, set_active, set_password
 from .models import StaffUser
 from .timeline import Entry, Timeline, UnknownAppointment, timeline
@@ -70,13 +69,6 @@ def add_template_commands(templates: argparse._SubParsersAction) -> None:  # typ
     preview.set_defaults(run=preview_template)
 
 
-def _runtime() -> Runtime:
-    try:
-        return Runtime.build(Settings.from_env())
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
 def _fail(message: object, code: int = 1) -> int:
     print(f"notifier: {message}", file=sys.stderr)
     return code
@@ -113,7 +105,7 @@ def staff_access(args: argparse.Namespace) -> int:
 
 
 def _account(change: Callable[[Session, datetime], StaffUser], done: str) -> int:
-    rt = _runtime()
+    rt = runtime.from_env()
     try:
         with rt.sessions() as session:
             user = change(session, rt.clock())
@@ -124,7 +116,7 @@ def _account(change: Callable[[Session, datetime], StaffUser], done: str) -> int
 
 
 def import_file(args: argparse.Namespace) -> int:
-    rt = _runtime()
+    rt = runtime.from_env()
     try:
         report = import_csv(rt, args.file, progress=sys.stderr.isatty())
     except ImportFileError as exc:
@@ -137,7 +129,7 @@ def import_file(args: argparse.Namespace) -> int:
 
 
 def show_plan(args: argparse.Namespace) -> int:
-    rt = _runtime()
+    rt = runtime.from_env()
     with rt.sessions() as session:
         try:
             plan = timeline(rt, session, args.appointment_id, rt.clock())
@@ -179,7 +171,7 @@ def _length(text: str) -> str:
 
 
 def preview_template(args: argparse.Namespace) -> int:
-    rt = _runtime()
+    rt = runtime.from_env()
     if args.kind not in rt.renderer.kinds():
         return _fail(f"no templates for {args.kind!r}; kinds: {', '.join(rt.renderer.kinds())}")
     try:

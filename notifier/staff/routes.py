@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 
 from ..clinic import Channel
 from ..ingest import ID_PATTERN
-from ..remind import CannotRemind, remind
+from ..remind import CannotRemind, RemindedRecently, remind
 from ..runtime import Runtime
 from ..stats import stats
 from ..track import is_opted_out
@@ -159,14 +159,10 @@ def router(rt: Runtime) -> APIRouter:
 
     def reminded(s: Session, appointment_id: str, channel: Channel, email: str) -> Flash:
         name = "SMS" if channel == "sms" else "email"
-        now = rt.clock()
-        earlier = actions.reminded_recently(s, appointment_id, channel, now)
-        if earlier is not None:
-            minutes = int((now - earlier.created_at).total_seconds() // 60)
-            ago = f"{minutes} min ago" if minutes else "just now"
-            return Flash("error", f"Not sent again: {earlier.staff} sent an {name} reminder {ago}.")
         try:
-            result = remind(s, rt.clinic, appointment_id, [channel], email, now)
+            result = remind(s, rt.clinic, appointment_id, [channel], email, rt.clock())
+        except RemindedRecently as exc:
+            return Flash("error", f"Not sent again: {exc.staff} sent an {name} reminder {exc.ago}.")
         except CannotRemind as exc:
             return Flash("error", f"No reminder: {exc}.")
         if result.created:

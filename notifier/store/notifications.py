@@ -3,7 +3,7 @@ that /metrics reads at scrape time."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,15 +32,15 @@ def for_appointment(
 
 
 def latest_manual(
-    session: Session, appointment_id: str, channel: str, since: datetime
+    session: Session, appointment_id: str, channels: Iterable[str], since: datetime
 ) -> Notification | None:
-    """The newest staff reminder on `channel` made after `since`, if there is one."""
+    """The newest staff reminder on one of `channels` made after `since`, if there is one."""
     return session.scalar(
         select(Notification)
         .where(
             Notification.appointment_id == appointment_id,
             Notification.kind == "manual",
-            Notification.channel == channel,
+            Notification.channel.in_(list(channels)),
             Notification.created_at > since,
         )
         .order_by(Notification.created_at.desc())
