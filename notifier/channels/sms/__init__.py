@@ -1,0 +1,2 @@
+"""SMS providers, one module each: twilio (Twilio's REST API), the provider the environment
+configures."""
