@@ -1,2 +1,5 @@
-"""SMS providers, one module each: twilio (Twilio's REST API), the provider the environment
-configures."""
+"""SMS providers, one module each.
+
+twilio, twilio_webhooks: Twilio's REST API and its webhooks, the provider the environment
+configures.
+"""
