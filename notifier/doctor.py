@@ -107,7 +107,7 @@ def _broker(settings: Settings, ping: Callable[[], None] | None) -> str:
 
 
 def _twilio(rt: Runtime) -> str:
-    from .channels.sms import TwilioSMS  # the twilio SDK: not for every `notifier` command
+    from .channels.sms.twilio import TwilioSMS  # the twilio SDK: not for every `notifier` command
 
     if not isinstance(rt.sms, TwilioSMS):
         return f"not configured: SMS go to the dry-run outbox {rt.settings.outbox_path}"

@@ -211,7 +211,7 @@ class SmsOptOut(Base):
     __tablename__ = "sms_opt_outs"
     phone: Mapped[str] = mapped_column(String(32), primary_key=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # keyword:STOP | twilio:21610 | staff:<who>
+    # keyword:STOP | carrier:opted_out (before: twilio:21610) | staff:<who>
     source: Mapped[str] = mapped_column(String(64))
     opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime())
     opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -248,6 +248,8 @@ class EarlyReceipt(Base):
     provider_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(32))
+    # The failure in the clinic's words, as the provider's module read the code.
+    reason: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 

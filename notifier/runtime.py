@@ -99,7 +99,7 @@ def sms_channel(settings: Settings, clinic: Clinic) -> Channel:
         return Outbox(settings.outbox_path, "sms")
     if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
         raise ValueError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID to send SMS")
-    from .channels.sms import TwilioSMS  # the twilio SDK and requests: only when sending SMS
+    from .channels.sms.twilio import TwilioSMS  # the twilio SDK and requests: only when sending SMS
 
     return TwilioSMS(
         settings.twilio_account_sid,

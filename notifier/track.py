@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .channels import DeliveryReceipt, InboundText
 from .models import (
     Appointment,
     EarlyReceipt,
@@ -31,17 +32,18 @@ from .schedule import add, transition
 # Words reduced by keyword(): "Sí", "¡Sí!" and "si" are all SI; "Confirmo." is CONFIRMO.
 CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI", "CONFIRMO"}
 RESCHEDULE = {"R", "RESCHEDULE", "N", "NO"}
-# Carrier and Twilio opt-out words. CANCEL is one of them: never ask patients to reply CANCEL.
+# Carrier and provider opt-out words. CANCEL is one of them: never ask patients to reply CANCEL.
 STOP = {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL"}
 START = {"START", "UNSTOP", "YES"}
 HELP = {"HELP", "INFO"}
-# With Advanced Opt-Out, Twilio names the kind of keyword it matched, whatever the word: a
-# clinic's own words ("BAJA", "PARAR") block or unblock the number at Twilio all the same.
-OPT_OUT_TYPES = {"STOP": "stop", "START": "start", "HELP": "help"}
+# The provider names the kind of opt-out keyword it matched, whatever the word: a clinic's own
+# words ("BAJA", "PARAR") block or unblock the number at the provider all the same.
+OPT_OUT_KINDS = {"stop", "start", "help"}
 AUTO_REPLY_EVERY = timedelta(days=1)
 EARLY_RECEIPTS_KEPT = timedelta(days=1)
-# Twilio's final delivery states; a receipt never moves a message out of one of these.
-DELIVERY = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
+# The opt-out source when the provider refused a text because the number opted out (rows
+# written before providers were told apart say twilio:21610; both mean this).
+CARRIER_OPT_OUT = "carrier:opted_out"
 # Failures that say this number cannot take texts: the patient is told by email instead, once.
 EMAIL_INSTEAD = {"invalid_number", "not_mobile", "unreachable", "unknown_number", "undeliverable"}
 
@@ -53,15 +55,15 @@ def keyword(body: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", letters).upper()
 
 
-def intent(word: str, opted_out: bool, opt_out_type: str = "") -> str:
-    """What a reply asks for; `opt_out_type` is Twilio's OptOutType, when it sent one."""
-    twilio_says = OPT_OUT_TYPES.get(opt_out_type.strip().upper())
+def intent(word: str, opted_out: bool, opt_out: str | None = None) -> str:
+    """What a reply asks for; `opt_out` is the kind of keyword the provider matched, if any."""
+    provider_says = (opt_out or "").strip().lower()
     # Twilio counts YES as an opt-in word even from a number that never opted out; unblocking
     # such a number changes nothing, and the patient meant "I'll be there".
-    if twilio_says == "start" and not opted_out and word in CONFIRM:
+    if provider_says == "start" and not opted_out and word in CONFIRM:
         return "confirm"
-    if twilio_says:
-        return twilio_says
+    if provider_says in OPT_OUT_KINDS:
+        return provider_says
     # YES means "text me again" to someone who said STOP, and "I'll be there" to anyone else.
     if word in START and (opted_out or word != "YES"):
         return "start"
@@ -105,20 +107,21 @@ class Reply:
     context: dict[str, Any]
 
 
-def receive(rt: Runtime, session: Session, form: dict[str, str], now: datetime) -> Reply:
-    """Handles one incoming SMS (Twilio's webhook form); safe to call again for the same one."""
-    sid, sender = form.get("MessageSid", ""), form.get("From", "")
-    if session.scalar(select(InboundMessage.id).where(InboundMessage.provider_id == sid)):
-        return Reply(None, {})  # Twilio retried a webhook we already handled
-    word = keyword(form.get("Body", ""))
-    what = intent(word, is_opted_out(session, sender), form.get("OptOutType", ""))
-    appointment = match_appointment(rt, session, sender, form.get("To", ""), now)
+def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> Reply:
+    """Handles one incoming SMS; safe to call again for the same one."""
+    sender = text.sender
+    if session.scalar(
+        select(InboundMessage.id).where(InboundMessage.provider_id == text.provider_id)
+    ):
+        return Reply(None, {})  # the provider retried a webhook we already handled
+    what = intent(keyword(text.body), is_opted_out(session, sender), text.opt_out)
+    appointment = match_appointment(rt, session, sender, text.to, now)
     patient = appointment.patient if appointment else _patient_by_phone(session, sender)
     message = InboundMessage(
-        provider_id=sid,
+        provider_id=text.provider_id,
         from_number=sender,
-        to_number=form.get("To", ""),
-        body=form.get("Body", "")[:1600],
+        to_number=text.to,
+        body=text.body[:1600],
         received_at=now,
         patient_id=patient.id if patient else None,
         appointment_id=appointment.id if appointment else None,
@@ -235,29 +238,31 @@ def reply_context(
     }
 
 
-def delivery_receipt(session: Session, form: dict[str, str], now: datetime) -> Notification | None:
-    """Applies a status callback; returns the notification when it moved it to a final state.
+def delivery_receipt(
+    session: Session, receipt: DeliveryReceipt, now: datetime
+) -> Notification | None:
+    """Applies a delivery receipt; returns the notification when it moved it to a final state.
     A receipt never moves a state backwards; one for a send not yet recorded waits for it."""
-    to = DELIVERY.get(form.get("MessageStatus", ""))
-    sid = form.get("MessageSid", "")
-    if to is None or not sid:
-        return None
-    code = form.get("ErrorCode") or None
+    sid, to, code = receipt.provider_id, receipt.status, receipt.error_code
     notification = session.scalar(select(Notification).where(Notification.provider_id == sid))
     if notification is None:
-        _keep_for_later(session, sid, to, code, now)
+        _keep_for_later(session, receipt, now)
         return None
-    moved = _apply_receipt(session, notification, to, code, now)
+    moved = _apply_receipt(session, notification, to, code, receipt.reason, now)
     session.commit()
     return notification if moved else None
 
 
 def _apply_receipt(
-    session: Session, notification: Notification, to: str, code: str | None, now: datetime
+    session: Session,
+    notification: Notification,
+    to: str,
+    code: str | None,
+    why: str | None,
+    now: datetime,
 ) -> bool:
-    from .channels.sms import reason_for  # with the twilio SDK: only once receipts come in
-
-    reason = None if to == "delivered" else (reason_for(code) or "undeliverable")
+    # A failure the provider gave no known reason for is still a failure to reach the number.
+    reason = None if to == "delivered" else (why or "undeliverable")
     detail = f"receipt: {to}" + (f" ({code})" if code else "")
     moved = transition(
         session, [notification.id], ["sent"], to, now, detail, error_code=code, reason=reason
@@ -267,13 +272,22 @@ def _apply_receipt(
     return bool(moved)
 
 
-def _keep_for_later(session: Session, sid: str, to: str, code: str | None, now: datetime) -> None:
+def _keep_for_later(session: Session, receipt: DeliveryReceipt, now: datetime) -> None:
     # Receipts nobody claims within a day were for messages that are not ours: forget them.
     session.execute(
         delete(EarlyReceipt).where(EarlyReceipt.received_at < now - EARLY_RECEIPTS_KEPT)
     )
+    sid = receipt.provider_id
     if session.get(EarlyReceipt, sid) is None:  # the first final state wins, as for a recorded send
-        session.add(EarlyReceipt(provider_id=sid, status=to, error_code=code, received_at=now))
+        session.add(
+            EarlyReceipt(
+                provider_id=sid,
+                status=receipt.status,
+                error_code=receipt.error_code,
+                reason=receipt.reason,
+                received_at=now,
+            )
+        )
     try:
         session.commit()
     except IntegrityError:  # the same early receipt twice at once
@@ -290,7 +304,9 @@ def apply_early_receipts(session: Session, provider_ids: list[str], now: datetim
             select(Notification).where(Notification.provider_id == receipt.provider_id)
         )
         if notification is not None:
-            _apply_receipt(session, notification, receipt.status, receipt.error_code, now)
+            _apply_receipt(
+                session, notification, receipt.status, receipt.error_code, receipt.reason, now
+            )
         session.delete(receipt)
 
 
@@ -300,7 +316,7 @@ def after_sms_failure(
     """A permanent SMS failure: record an opt-out the carrier told us of, or send by email."""
     patient = sms.appointment.patient
     if reason == "opted_out" and patient.phone:
-        opt_out(session, patient.phone, "twilio:21610", now)
+        opt_out(session, patient.phone, CARRIER_OPT_OUT, now)
         return
     if reason not in EMAIL_INSTEAD or not (patient.email and patient.consent_email):
         return

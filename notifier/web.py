@@ -3,14 +3,13 @@
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -18,10 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import Field
 from sqlalchemy.orm import Session
-from starlette.datastructures import ImmutableMultiDict
 from starlette.routing import Match
-from twilio.request_validator import RequestValidator
-from twilio.twiml.messaging_response import MessagingResponse
 
 from .bodies import (
     NO_KEY,
@@ -37,6 +33,8 @@ from .bodies import (
     refusal,
     validated,
 )
+from .channels import DeliveryReceipt, ForgedRequest, InboundText, WebhookRequest, Webhooks
+from .channels.sms.twilio_webhooks import TwilioWebhooks
 from .clinic import Channel
 from .db import DB_POOL_SIZE
 from .ingest import (
@@ -57,7 +55,9 @@ from .staff import router as staff_routes
 from .stats import stats
 from .store import appointments, database, notifications
 from .store import staff as staff_store
-from .track import delivery_receipt, receive
+from .track import Reply, delivery_receipt, receive
+
+T = TypeVar("T")
 
 
 def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
@@ -186,44 +186,7 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             "refused": result.refused,
         }
 
-    async def twilio_form(request: Request) -> dict[str, str]:
-        """The webhook's form, once its X-Twilio-Signature proves Twilio sent it to this URL."""
-        params = twilio_params(await read_body(request))
-        url = rt.settings.public_url + request.url.path
-        if request.url.query:
-            url += "?" + request.url.query
-        token = rt.settings.twilio_auth_token
-        signature = request.headers.get("x-twilio-signature", "")
-        if not token or not RequestValidator(token).validate(url, params, signature):
-            raise HTTPException(403, "bad or missing X-Twilio-Signature")
-        return first_values(params)
-
-    twilio_answers: dict[int | str, dict[str, Any]] = {
-        200: {"description": "TwiML", "content": {"application/xml": {}}},
-        403: refusal(Detail, "X-Twilio-Signature is missing or not Twilio's for this URL"),
-        413: TOO_LARGE,
-    }
-
-    @app.post("/twilio/inbound", response_class=Response, responses=twilio_answers)
-    async def twilio_inbound(request: Request, s: Db) -> Response:
-        form = await twilio_form(request)
-        reply = await run_in_threadpool(receive, rt, s, form, rt.clock())
-        twiml = MessagingResponse()
-        if reply.kind:
-            lang = reply.context["lang"]
-            twiml.message(rt.renderer.render(reply.kind, "sms", lang, reply.context).text)
-        return Response(str(twiml), media_type="application/xml")
-
-    @app.post(
-        "/twilio/status",
-        status_code=204,
-        response_class=Response,
-        responses={k: v for k, v in twilio_answers.items() if k != 200},
-    )
-    async def twilio_status(request: Request, s: Db) -> Response:
-        form = await twilio_form(request)
-        await run_in_threadpool(delivery_receipt, s, form, rt.clock())
-        return Response(status_code=204)
+    app.include_router(twilio_routes(rt))
 
     pages = Jinja2Templates(directory=rt.settings.templates_dir / "pages")
 
@@ -301,16 +264,70 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     return app
 
 
-def twilio_params(body: bytes) -> ImmutableMultiDict[str, str]:
-    """Every field of a webhook's form as Twilio sent it, the signature's input: blank values
-    (an SMS's unknown FromCity, an MMS's Body, a receipt's ErrorCode) and repeated keys kept."""
-    text = body.decode(errors="replace")
-    return ImmutableMultiDict(parse_qsl(text, keep_blank_values=True))
+def twilio_routes(rt: Runtime) -> APIRouter:
+    """Twilio's webhooks, at the contract's URLs; what Twilio sends is read in its channel."""
+    routes = APIRouter()
+    twilio = TwilioWebhooks(rt.settings.twilio_auth_token)
+    answers: dict[int | str, dict[str, Any]] = {
+        200: {"description": "TwiML", "content": {"application/xml": {}}},
+        403: refusal(Detail, "X-Twilio-Signature is missing or not Twilio's for this URL"),
+        413: TOO_LARGE,
+    }
+
+    @routes.post("/twilio/inbound", response_class=Response, responses=answers)
+    async def twilio_inbound(request: Request) -> Response:
+        return await inbound_text(rt, twilio, request)
+
+    receipt_answers = {code: answer for code, answer in answers.items() if code != 200}
+
+    @routes.post(
+        "/twilio/status", status_code=204, response_class=Response, responses=receipt_answers
+    )
+    async def twilio_status(request: Request) -> Response:
+        return await receipt(rt, twilio, request)
+
+    return routes
 
 
-def first_values(params: ImmutableMultiDict[str, str]) -> dict[str, str]:
-    """The form as the services read it: one value per field, the first one sent."""
-    return {key: params.getlist(key)[0] for key in params}
+async def inbound_text(rt: Runtime, hooks: Webhooks, request: Request) -> Response:
+    """A patient's text, through the provider's webhook; the answer in the provider's format."""
+    text = await signed(rt, request, hooks.inbound)
+    reply = await run_in_threadpool(_received, rt, text)
+    answer = None
+    if reply.kind:
+        lang = reply.context["lang"]
+        answer = rt.renderer.render(reply.kind, "sms", lang, reply.context).text
+    return Response(hooks.answer(answer), media_type=hooks.media_type)
+
+
+async def receipt(rt: Runtime, hooks: Webhooks, request: Request) -> Response:
+    """A delivery receipt, through the provider's webhook."""
+    given = await signed(rt, request, hooks.receipt)
+    if given is not None:
+        await run_in_threadpool(_applied, rt, given)
+    return Response(status_code=204)
+
+
+def _received(rt: Runtime, text: InboundText) -> Reply:
+    with rt.sessions() as s:
+        return receive(rt, s, text, rt.clock())
+
+
+def _applied(rt: Runtime, given: DeliveryReceipt) -> None:
+    with rt.sessions() as s:
+        delivery_receipt(s, given, rt.clock())
+
+
+async def signed(rt: Runtime, request: Request, read: Callable[[WebhookRequest], T]) -> T:
+    """What the provider's call says, read by `read` once the call is proved the provider's:
+    made to our public URL, with this body byte for byte."""
+    url = rt.settings.public_url + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    try:
+        return read(WebhookRequest(url, await read_body(request), request.headers))
+    except ForgedRequest as exc:
+        raise HTTPException(403, str(exc)) from None
 
 
 def accept_event(rt: Runtime, s: Session, payload: Any) -> JSONResponse:

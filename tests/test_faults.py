@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Table, select
 
 from notifier.channels import Channel, Message
-from notifier.channels.sms import TwilioSMS
+from notifier.channels.sms.twilio import TwilioSMS
 from notifier.dispatch import tick
 from notifier.ingest import apply_event
 from notifier.logs import mask

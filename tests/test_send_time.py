@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from notifier.channels import Channel, Message
-from notifier.channels.sms import TwilioSMS
+from notifier.channels.sms.twilio import TwilioSMS
 from notifier.dispatch import tick
 from notifier.ingest import apply_event
 from notifier.models import Notification

@@ -7,20 +7,25 @@ import dataclasses
 from collections.abc import Collection, Iterator, Sequence
 from datetime import timedelta
 from email.message import MIMEPart
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlencode
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from notifier import db
 from notifier.channels import Message
 from notifier.ingest import apply_event
 from notifier.links import make_token
 from notifier.models import Appointment, EarlyReceipt, InboundMessage, Notification, SmsOptOut
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from notifier.staff.pages import opt_out_source
 from notifier.track import intent, keyword
 from notifier.web import create_app
 from tests.conftest import new_york
@@ -357,7 +362,7 @@ def test_twilio_error_21610_records_the_opt_out(
     run_until(rt, clock())
     with rt.sessions() as session:
         row = session.get_one(SmsOptOut, PHONE)
-        assert (row.active, row.source) == (True, "twilio:21610")
+        assert (row.active, row.source) == (True, "carrier:opted_out")
         (sms,) = session.scalars(select(Notification).where(Notification.status == "failed")).all()
         assert (sms.error_code, sms.reason) == ("21610", "opted_out")
 
@@ -533,3 +538,33 @@ def test_a_receipt_that_beats_the_commit_is_applied_when_the_send_is_recorded(
     assert (row.status, row.error_code) == (final, code)
     with rt.sessions() as session:
         assert session.scalars(select(EarlyReceipt)).all() == []
+
+
+def test_receipts_waiting_at_the_upgrade_keep_what_twilios_code_meant(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path}/old.db")
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.exec_driver_sql(
+            "INSERT INTO early_receipts (provider_id, status, error_code, received_at) VALUES"
+            " ('SM1', 'failed', '21610', '2026-11-30 14:00:00'),"
+            " ('SM2', 'undelivered', '30008', '2026-11-30 14:00:00'),"
+            " ('SM3', 'delivered', NULL, '2026-11-30 14:00:00')"
+        )
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT provider_id, reason FROM early_receipts ORDER BY provider_id"
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [("SM1", "opted_out"), ("SM2", None), ("SM3", None)]
+
+
+@pytest.mark.parametrize(
+    "source, shown",
+    [("carrier:opted_out", "carrier (opted_out)"), ("twilio:21610", "carrier (21610)")],
+)
+def test_staff_read_a_carrier_opt_out_old_or_new(source: str, shown: str) -> None:
+    assert opt_out_source(source) == shown

@@ -1,11 +1,14 @@
 """Channels: each sends one rendered message and returns the provider's id for it.
 
 Callers branch only on `SendError.outcome`; nothing about a provider leaks above its module.
+What a provider calls back with (a patient's text, a delivery receipt) comes in through its
+`Webhooks`, which checks the request came from the provider and reads it into an `InboundText`
+or a `DeliveryReceipt`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -64,3 +67,63 @@ class Unpaced:
 
     def pace(self, messages: Sequence[Message], within: float) -> list[float]:
         return [0.0] * len(messages)
+
+
+# A keyword the provider's own opt-out handling matched, whatever the word (a clinic can add its
+# own, "BAJA" or "PARAR"): the provider blocks or unblocks the number all the same.
+OptOutKind = Literal["stop", "start", "help"]
+# The final states of a text at the provider; a receipt for any other state is not passed on.
+ReceiptStatus = Literal["delivered", "undelivered", "failed"]
+
+
+@dataclass(frozen=True)
+class InboundText:
+    """A text a patient sent to one of our numbers."""
+
+    provider_id: str
+    sender: str
+    to: str
+    body: str
+    opt_out: OptOutKind | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """The provider's last word on a text we sent. `reason` is the failure in the clinic's
+    words (opted_out, not_mobile, …, as on SendError), None when delivered or not known."""
+
+    provider_id: str
+    status: ReceiptStatus
+    error_code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A provider's call as it reached us: the URL it called (our public URL), the body byte
+    for byte, and the headers, names in lower case."""
+
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class ForgedRequest(Exception):
+    """The request's signature is missing or not the provider's for this URL and body."""
+
+
+class Webhooks(Protocol):
+    """One provider's side of incoming texts and receipts. Each reader checks the signature
+    first and raises ForgedRequest before reading anything."""
+
+    media_type: str
+
+    def inbound(self, request: WebhookRequest) -> InboundText: ...
+
+    def receipt(self, request: WebhookRequest) -> DeliveryReceipt | None:
+        """None for a receipt of a state that is not final (queued, sent…)."""
+        ...
+
+    def answer(self, text: str | None) -> str:
+        """The body that answers an inbound text: with `text` as the reply, or with none."""
+        ...

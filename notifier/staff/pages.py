@@ -85,11 +85,16 @@ def percent(rate: float | None) -> str:
 
 
 def opt_out_source(source: str) -> str:
-    """keyword:STOP → replied STOP; twilio:21610 → carrier (21610); staff:amy → by amy."""
+    """keyword:STOP → replied STOP; carrier:opted_out → carrier (opted_out); staff:amy → by amy.
+    Rows from before providers were told apart say twilio:21610: carrier (21610)."""
     how, _, what = source.partition(":")
-    return {"keyword": f"replied {what}", "twilio": f"carrier ({what})", "staff": f"by {what}"}.get(
-        how, source
-    )
+    said = {
+        "keyword": f"replied {what}",
+        "carrier": f"carrier ({what})",
+        "twilio": f"carrier ({what})",
+        "staff": f"by {what}",
+    }
+    return said.get(how, source)
 
 
 @dataclass(frozen=True)

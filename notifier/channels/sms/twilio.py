@@ -1,4 +1,4 @@
-"""SMS through Twilio's REST API, with the twilio SDK."""
+"""SMS through Twilio's REST API, with the twilio SDK; what its error codes mean."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from ..ratelimit import LocalRateLimiter, RateLimiter
-from . import Message, SendError
+from ...ratelimit import LocalRateLimiter, RateLimiter
+from .. import Message, SendError
+from .http import CALL_FAILED, call_failed
 
 # Twilio errors that no retry will fix, and what each means for the patient's number.
 REASONS = {
@@ -109,12 +110,8 @@ class TwilioSMS:
             )
         except TwilioRestException as exc:
             raise classify(exc) from exc
-        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise SendError("transient", f"could not reach Twilio: {exc}") from exc
-        except requests.Timeout as exc:
-            raise SendError("unknown", f"Twilio did not answer in time: {exc}") from exc
-        except requests.ConnectionError as exc:
-            raise _connection_error(exc) from exc
+        except CALL_FAILED as exc:
+            raise call_failed(exc, "Twilio") from exc
         return str(created.sid)
 
     def find(self, message: Message, known: Collection[str]) -> str | None:
@@ -142,13 +139,5 @@ def classify(exc: TwilioRestException) -> SendError:
 
 
 def reason_for(code: str | None) -> str | None:
-    """The reason for a failure code from a delivery receipt."""
+    """The reason for a failure code from a delivery receipt, if Twilio's code says one."""
     return REASONS.get(int(code)) if code and code.isdigit() else None
-
-
-def _connection_error(exc: requests.ConnectionError) -> SendError:
-    # Refused before anything was sent is safe to retry; a connection dropped mid-answer is not.
-    refused = "NewConnectionError" in repr(exc) or "Connection refused" in str(exc)
-    if refused:
-        return SendError("transient", f"could not reach Twilio: {exc}")
-    return SendError("unknown", f"connection to Twilio lost: {exc}")
