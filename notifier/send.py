@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
@@ -38,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, joinedload
 
+from .calls import provider_calls
 from .channels import Message, SendError
 from .compose import compose
 from .models import Appointment, Notification, NotificationEvent, UTCDateTime
@@ -189,7 +188,7 @@ class Batch:
 
     def send_all(self, outgoing: list[Outgoing]) -> dict[int, str]:
         """Calls the provider for each held message at its slot, as many at a time as
-        `_InFlight` says, and records each answer before starting the next call."""
+        `calls.InFlight` says, and records each answer before starting the next call."""
         fates = {o.n.id: "lost-race" for o in outgoing if o.n.id not in self.held}
         waiting = iter([o for o in outgoing if o.n.id in self.held])
         answers: SimpleQueue[_Answer] = SimpleQueue()
@@ -205,7 +204,7 @@ class Batch:
                 answer = exc
             answers.put((o.n, answer, time.monotonic() - started))
 
-        pool, window = _calls(self.rt.settings.send_concurrency)
+        pool, window = provider_calls(self.rt.settings.send_concurrency)
         started = 0
 
         def start(count: int) -> None:
@@ -359,51 +358,6 @@ class Batch:
                 apply_early_receipts(self.session, early, self.rt.clock())
             self.sent_email = False
         self.session.commit()
-
-
-# A call that took longer than this was waiting on the network (Twilio answers in 0.1-0.3 s),
-# not on the CPU or its turn at the interpreter lock behind a batch being rendered.
-SLOW_CALL_SECONDS = 0.05
-FEWEST_IN_FLIGHT = 4
-
-
-class _InFlight:
-    """How many provider calls a worker process keeps in flight. Few while the provider answers
-    at once: more threads would only take turns at the interpreter lock, and the handing over
-    costs more than the calls (16 threads sent 10% fewer messages per CPU second than 8, and
-    8 as many as 4, against a provider answering at once). More, up to `most`, while calls
-    spend their time waiting for the provider, as they do across the internet."""
-
-    def __init__(self, most: int) -> None:
-        self.most = most
-        self.size = min(FEWEST_IN_FLIGHT, most)
-        self._lock = threading.Lock()  # `notifier serve` sends several batches at once
-
-    def answered(self, seconds: float) -> int:
-        """How many calls to start now that one has answered in `seconds`."""
-        with self._lock:
-            if seconds > SLOW_CALL_SECONDS and self.size < self.most:
-                self.size += 1
-                return 2
-            if seconds <= SLOW_CALL_SECONDS and self.size > min(FEWEST_IN_FLIGHT, self.most):
-                self.size -= 1
-                return 0
-            return 1
-
-
-_pools: dict[tuple[int, int], tuple[ThreadPoolExecutor, _InFlight]] = {}
-_pools_lock = threading.Lock()
-
-
-def _calls(size: int) -> tuple[ThreadPoolExecutor, _InFlight]:
-    """The process's threads for provider calls, and how many of them to use. Keyed by pid
-    too: a forked worker process inherits the dict but not the threads."""
-    key = (os.getpid(), size)
-    with _pools_lock:
-        if key not in _pools:
-            pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="provider")
-            _pools[key] = (pool, _InFlight(size))
-        return _pools[key]
 
 
 _table = cast(Table, Notification.__table__)
