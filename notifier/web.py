@@ -55,6 +55,7 @@ from .models import ApiKey, Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
 from .staff import router as staff_routes
+from .states import Confirmation, set_confirmation
 from .stats import stats
 from .track import delivery_receipt, receive
 
@@ -247,10 +248,10 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             "state": "done" if act else "ask",
         }
         if act:
-            appointment.confirmation = (
-                "confirmed" if link.action == "confirm" else "wants_reschedule"
-            )
-            appointment.confirmation_at = rt.clock()
+            answer = Confirmation.CONFIRMED
+            if link.action != "confirm":
+                answer = Confirmation.WANTS_RESCHEDULE
+            set_confirmation(appointment, answer, rt.clock())
             s.commit()
         return pages.TemplateResponse(request, "link.html", context)
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..models import InboundMessage, Notification
-from ..schedule import transition
+from ..states import Status, transition
 
 # A second press this soon is taken for a double click, not for a wish to text twice.
 REMIND_AGAIN_AFTER = timedelta(minutes=10)
@@ -30,8 +30,8 @@ def retry(session: Session, notification_id: int, staff: str, now: datetime) -> 
     moved = transition(
         session,
         [notification_id],
-        ["failed"],
-        "scheduled",
+        [Status.FAILED],
+        Status.SCHEDULED,
         now,
         f"retried by {staff}",
         due_at=now,
