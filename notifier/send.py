@@ -159,25 +159,13 @@ class Batch:
         fates = {o.n.id: "lost-race" for o in outgoing if o.n.id not in self.held}
         waiting = iter([o for o in outgoing if o.n.id in self.held])
         answers: SimpleQueue[_Answer] = SimpleQueue()
-
-        def call(o: Outgoing) -> None:
-            pause = o.at - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            started = time.monotonic()
-            try:
-                answer: str | Skip | BaseException | None = self._call(o)
-            except BaseException as exc:  # a SendError is a fate; the batch raises the rest
-                answer = exc
-            answers.put((o.n, answer, time.monotonic() - started))
-
         pool, window = provider_calls(self.rt.settings.send_concurrency)
         started = 0
 
         def start(count: int) -> None:
             nonlocal started
             for o in itertools.islice(waiting, count):
-                pool.submit(call, o)
+                pool.submit(self._answer, o, answers)
                 started += 1
 
         start(window.size)
@@ -199,6 +187,18 @@ class Batch:
             start(more)
         self.record_sent()
         return fates
+
+    def _answer(self, o: Outgoing, answers: SimpleQueue[_Answer]) -> None:
+        """In a pool thread: waits for the message's slot, calls, and puts the answer."""
+        pause = o.at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        started = time.monotonic()
+        try:
+            answer: str | Skip | BaseException | None = self._call(o)
+        except BaseException as exc:  # a SendError is a fate; the batch raises the rest
+            answer = exc
+        answers.put((o.n, answer, time.monotonic() - started))
 
     def _fate(self, n: Notification, answer: str | Skip | SendError | None) -> str:
         if isinstance(answer, SendError):
@@ -342,8 +342,8 @@ def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: 
         values["due_at"] = skip.due_at
     else:
         values["reason"] = skip.reason
-    transition(session, [n.id], [source], Status(skip.status), now, skip.reason, **values)
-    return Status(skip.status)
+    transition(session, [n.id], [source], skip.status, now, skip.reason, **values)
+    return skip.status
 
 
 def _failed_send(

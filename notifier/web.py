@@ -248,9 +248,11 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             "state": "done" if act else "ask",
         }
         if act:
-            answer = Confirmation.CONFIRMED
-            if link.action != "confirm":
-                answer = Confirmation.WANTS_RESCHEDULE
+            answer = (
+                Confirmation.CONFIRMED
+                if link.action == "confirm"
+                else Confirmation.WANTS_RESCHEDULE
+            )
             set_confirmation(appointment, answer, rt.clock())
             s.commit()
         return pages.TemplateResponse(request, "link.html", context)
