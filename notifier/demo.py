@@ -18,6 +18,7 @@ from .models import Notification
 from .runtime import Runtime
 from .settings import Settings
 from .simulate import SimulatedClock, run_until
+from .states import Status
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -135,7 +136,7 @@ def play(day: date | None, out: TextIO) -> None:
             skipped = session.execute(
                 select(Notification.patient_id, Notification.kind, Notification.channel,
                        Notification.status, Notification.reason, Notification.updated_at)
-                .where(Notification.status.in_(["suppressed", "cancelled"]))
+                .where(Notification.status.in_([Status.SUPPRESSED, Status.CANCELLED]))
             ).all()  # fmt: skip
         for sent_at, channel, message in sms.sent + email.sent:
             text = message.subject or message.text

@@ -14,14 +14,14 @@ from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Notification, UTCDateTime
+from .models import Notification
 from .reconcile import reconcile
 from .runtime import Runtime
-from .schedule import transition
 from .send import deliver
+from .states import Status, claim, transition
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +35,6 @@ TICK_SECONDS = 1.0
 Enqueue = Callable[[Sequence[int]], None]
 
 
-# On PostgreSQL the claim is one statement that finds, locks and moves the due rows. It names
-# them by their place in the table (ctid), which the row lock keeps still until the update, so
-# the update needs no second index lookup per row. Two clocks claiming at once skip each
-# other's rows instead of waiting on them.
-_CLAIM = text(
-    """
-    WITH due AS (
-        SELECT ctid FROM notifications
-        WHERE status = 'scheduled' AND due_at <= :now
-        ORDER BY due_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE notifications
-    SET status = 'queued', updated_at = :now, lease_owner = :owner, lease_until = :until
-    WHERE ctid = ANY(ARRAY(SELECT ctid FROM due)) AND status = 'scheduled'
-    RETURNING id
-    """
-).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
-
-
 def claim_due(
     session: Session,
     now: datetime,
@@ -63,25 +42,9 @@ def claim_due(
     limit: int = CLAIM_BATCH,
     lease: timedelta = timedelta(minutes=5),
 ) -> list[int]:
-    """Moves up to `limit` due rows from scheduled to queued and returns their ids.
-
-    The clock's busiest statement writes no history: `queued` is a hand-off that lasts
-    milliseconds, the row names its clock and time (`lease_owner`, `updated_at`) while it lasts,
-    and an abandoned claim is written down when the reaper returns it."""
-    if session.get_bind().dialect.name == "postgresql":
-        values = {"now": now, "limit": limit, "owner": owner, "until": now + lease}
-        ids = list(session.scalars(_CLAIM, values))
-    else:
-        due = (
-            select(Notification.id)
-            .where(Notification.status == "scheduled", Notification.due_at <= now)
-            .order_by(Notification.due_at)
-            .limit(limit)
-        )
-        ids = transition(
-            session, due, ["scheduled"], "queued", now,
-            history=False, lease_owner=owner, lease_until=now + lease,
-        )  # fmt: skip
+    """Claims up to `limit` due rows (scheduled → queued, `states.claim`) and returns their
+    ids; a claim writes no history."""
+    ids = claim(session, now, owner, limit, lease)
     session.commit()
     return ids
 
@@ -90,7 +53,10 @@ def reap(session: Session, now: datetime) -> None:
     """Returns abandoned claims: a queued row whose task never ran is scheduled again; a row
     left `sending` by a crashed worker may have reached the provider, so it becomes `unknown`,
     to be reconciled at once: its lease outlasted any answer the provider could still give."""
-    for status, to, until in (("queued", "scheduled", None), ("sending", "unknown", now)):
+    for status, to, until in (
+        (Status.QUEUED, Status.SCHEDULED, None),
+        (Status.SENDING, Status.UNKNOWN, now),
+    ):
         expired = select(Notification.id).where(
             Notification.status == status, Notification.lease_until < now
         )
@@ -127,7 +93,7 @@ def tick(rt: Runtime, enqueue: Enqueue, owner: str) -> int:
 
 
 def _queued(session: Session) -> int:
-    return session.scalar(select(func.count()).where(Notification.status == "queued")) or 0
+    return session.scalar(select(func.count()).where(Notification.status == Status.QUEUED)) or 0
 
 
 def clock_owner() -> str:

@@ -33,6 +33,7 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 from .clinic import Clinic
 from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime, utc_naive
 from .schedule import PLANNED_INSERT, planned_arrays, replan, wanted_for
+from .states import Confirmation, Status, set_confirmation
 
 EventType = Literal[
     "appointment.booked",
@@ -360,7 +361,7 @@ def _book_new(
         return None
     ids = [row.id for row in rows if row.id is not None]
     added = [
-        Notification(id=i, kind=p.kind, channel=p.channel, due_at=p.due_at, status="scheduled")
+        Notification(id=i, kind=p.kind, channel=p.channel, due_at=p.due_at, status=Status.SCHEDULED)
         for i, p in zip(ids, wanted, strict=True)
     ]
     return Outcome(event.id, appointment.id, "applied", False, appointment, added)
@@ -419,7 +420,7 @@ def _apply(
     if apt.start != appointment.start_at and STATUS_AFTER[event.type] == "booked":
         appointment.booked_at = _learned(event, now)
         appointment.rescheduled = True
-        appointment.confirmation = "unconfirmed"
+        set_confirmation(appointment, Confirmation.UNCONFIRMED, now)
     appointment.patient = patient
     appointment.location_id = apt.location
     appointment.treatment_id = apt.treatment
@@ -429,7 +430,7 @@ def _apply(
     appointment.status = STATUS_AFTER[event.type]
     if event.type == "appointment.cancelled" and event.wants_reschedule:
         # No cancellation notice (it is planned from cancelled_at): the patient is rebooking.
-        appointment.confirmation, appointment.confirmation_at = "wants_reschedule", now
+        set_confirmation(appointment, Confirmation.WANTS_RESCHEDULE, now)
     elif event.type == "appointment.cancelled":
         appointment.cancelled_at = event.occurred_at
     appointment.last_event_at = event.occurred_at
@@ -450,7 +451,7 @@ def _new_appointment(event: EventIn, patient: Patient, now: datetime) -> Appoint
         start_at=apt.start,
         end_at=apt.end,
         status=STATUS_AFTER[event.type],
-        confirmation="unconfirmed",
+        confirmation=Confirmation.UNCONFIRMED,
         booked_at=_learned(event, now),
         rescheduled=False,
         # A cancel for a visit we never heard of tells the patient nothing new.

@@ -94,7 +94,7 @@ class Appointment(Base):
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # booked | cancelled | completed | no_show
     status: Mapped[str] = mapped_column(String(16))
-    # unconfirmed | confirmed | wants_reschedule
+    # a states.Confirmation, changed only by states.set_confirmation
     confirmation: Mapped[str] = mapped_column(String(24), default="unconfirmed")
     confirmation_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # When the current time was set (booking or last reschedule): reminders due before it are moot.
@@ -111,8 +111,8 @@ class Appointment(Base):
     )
 
 
-PENDING = ("scheduled", "queued")
-# The states whose lease the reaper and reconciliation watch.
+# `states.IN_FLIGHT` in SQL, for the index (the states whose lease the reaper and reconciliation
+# watch). The states and their moves are `states.py`'s.
 IN_FLIGHT = "status IN ('queued', 'sending', 'unknown')"
 
 
@@ -131,6 +131,7 @@ class Notification(Base):
     planned_for: Mapped[datetime] = mapped_column(UTCDateTime())
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # a states.Status, changed only by the functions of states.py
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
     reason: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(32))

@@ -18,6 +18,7 @@ from .models import Appointment, Notification, Patient, SmsOptOut
 from .plan import next_allowed, plan
 from .runtime import Runtime
 from .schedule import recipient, visit
+from .states import Status
 
 # Which appointment states each kind still makes sense in.
 ACTIVE_FOR = {
@@ -32,7 +33,7 @@ ACTIVE_FOR = {
 
 @dataclass(frozen=True)
 class Skip:
-    status: str  # suppressed | cancelled | scheduled (deferred)
+    status: Status  # suppressed | cancelled | scheduled (deferred)
     reason: str
     due_at: datetime | None = None
 
@@ -54,25 +55,25 @@ def recheck(
     location = rt.clinic.location(appointment.location_id)
     treatment = rt.clinic.treatment(appointment.treatment_id)
     if location is None or treatment is None:
-        return Skip("suppressed", "not_in_config")
+        return Skip(Status.SUPPRESSED, "not_in_config")
     who = recipient(patient, location.zone)
     if now >= n.expires_at:
-        return Skip("suppressed", "stale")
+        return Skip(Status.SUPPRESSED, "stale")
     if appointment.status not in ACTIVE_FOR[n.kind]:
-        return Skip("cancelled", f"appointment {appointment.status}")
+        return Skip(Status.CANCELLED, f"appointment {appointment.status}")
     if not (who.sms if n.channel == "sms" else who.email):
-        return Skip("suppressed", "no_consent")
+        return Skip(Status.SUPPRESSED, "no_consent")
     if n.channel == "sms" and patient.phone in opted_out:
-        return Skip("suppressed", "opted_out")
+        return Skip(Status.SUPPRESSED, "opted_out")
     if n.kind == "rebook" and _has_future_visit(session, patient, now):
-        return Skip("suppressed", "already_rebooked")
+        return Skip(Status.SUPPRESSED, "already_rebooked")
     # Manual reminders and email fallbacks are not the policy's, so the plan cannot vouch for them.
     if n.kind != "manual" and not n.slot.startswith("fallback:"):
         wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
         if not any(
             p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
         ):
-            return Skip("cancelled", "plan_changed")
+            return Skip(Status.CANCELLED, "plan_changed")
     return at_call(rt, n, now)
 
 
@@ -80,13 +81,13 @@ def at_call(rt: Runtime, n: Notification, now: datetime) -> Skip | None:
     """The checks that need no database: expiry, and quiet hours in the patient's zone. Cheap
     enough to run right before every provider call."""
     if now >= n.expires_at:
-        return Skip("suppressed", "stale")
+        return Skip(Status.SUPPRESSED, "stale")
     allowed = allowed_from(rt, n, now)
     if allowed == now:
         return None
     if allowed >= n.expires_at:
-        return Skip("suppressed", "quiet_hours")
-    return Skip("scheduled", "quiet hours", due_at=allowed)
+        return Skip(Status.SUPPRESSED, "quiet_hours")
+    return Skip(Status.SCHEDULED, "quiet hours", due_at=allowed)
 
 
 def allowed_from(rt: Runtime, n: Notification, moment: datetime) -> datetime:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from .channels import Message, SendError
 from .models import Notification, Patient
 from .runtime import Runtime
-from .schedule import transition
+from .states import Status, transition
 from .track import apply_early_receipts
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def reconcile(rt: Runtime, session: Session, now: datetime) -> int:
     """Looks up the unknown rows whose lease has passed; returns how many it settled."""
     ready = session.scalars(
         select(Notification)
-        .where(Notification.status == "unknown", Notification.lease_until <= now)
+        .where(Notification.status == Status.UNKNOWN, Notification.lease_until <= now)
         .order_by(Notification.lease_until)
         .limit(BATCH)
     ).all()
@@ -49,13 +49,15 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
         return False
     if provider_id:
         moved = transition(
-            session, [n.id], ["unknown"], "sent", now, "reconciled: found at the provider",
+            session, [n.id], [Status.UNKNOWN], Status.SENT, now,
+            "reconciled: found at the provider",
             provider_id=provider_id, sent_at=now, lease_until=None,
         )  # fmt: skip
         apply_early_receipts(session, [provider_id], now)
     else:
         moved = transition(
-            session, [n.id], ["unknown"], "scheduled", now, "reconciled: not at the provider",
+            session, [n.id], [Status.UNKNOWN], Status.SCHEDULED, now,
+            "reconciled: not at the provider",
             due_at=now, lease_until=None,
         )  # fmt: skip
     session.commit()

@@ -1,79 +1,21 @@
-"""The schedule in the database: planned notifications become rows, and rows change state only
-by conditional update, so two actors can never both win the same transition."""
+"""The schedule in the database: planned notifications become rows, `scheduled`, and a re-plan
+cancels the pending ones the plan no longer wants (their moves are `states`')."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, insert, literal, select, text, update
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
-from .models import (
-    PENDING,
-    Appointment,
-    Notification,
-    NotificationEvent,
-    Patient,
-    UTCDateTime,
-    utc_naive,
-)
+from .models import Appointment, Notification, Patient, UTCDateTime, utc_naive
 from .plan import Planned, Recipient, Visit, plan
-
-
-def transition(
-    session: Session,
-    ids: Iterable[int] | Select[tuple[int]],
-    from_statuses: Iterable[str],
-    to_status: str,
-    now: datetime,
-    detail: str | None = None,
-    *,
-    history: bool = True,
-    **values: Any,
-) -> list[int]:
-    """Moves the rows still in one of `from_statuses` to `to_status`; returns the ids that moved.
-
-    The row count decides who won: an id missing from the answer was moved by someone else first.
-    Each move is written to the rows' history unless `history` is False.
-    """
-    if not isinstance(ids, Select):
-        ids = list(ids)
-        if not ids:
-            return []
-    stmt = (
-        update(Notification)
-        .where(Notification.id.in_(ids), Notification.status.in_(list(from_statuses)))
-        .values(status=to_status, updated_at=now, **values)
-        .returning(Notification.id)
-    )
-    if not history:
-        return list(session.scalars(stmt, execution_options={"synchronize_session": False}))
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement moves the rows and writes their history: a claim of a thousand rows
-        # costs one round trip, and no thousand-row list passes through Python twice.
-        moved = stmt.cte("moved")
-        written = insert(NotificationEvent).from_select(
-            ["notification_id", "status", "at", "detail"],
-            select(moved.c.id, literal(to_status), literal(now, UTCDateTime()), literal(detail)),
-        )
-        return list(session.scalars(written.returning(NotificationEvent.notification_id)))
-    won = list(session.scalars(stmt, execution_options={"synchronize_session": False}))
-    record(session, won, to_status, now, detail)
-    return won
-
-
-def record(
-    session: Session, ids: list[int], status: str, now: datetime, detail: str | None
-) -> None:
-    if ids:
-        rows = [{"notification_id": i, "status": status, "at": now, "detail": detail} for i in ids]
-        session.execute(insert(NotificationEvent), rows)
+from .states import PENDING, Status, record, transition
 
 
 def recipient(patient: Patient, zone: ZoneInfo) -> Recipient:
@@ -110,7 +52,9 @@ def replan(
         for n in stored
         if n.status in PENDING and (n.kind, n.channel, n.slot, n.planned_for) not in keep
     ]
-    transition(session, obsolete, PENDING, "cancelled", now, "plan changed", reason="plan_changed")
+    transition(
+        session, obsolete, PENDING, Status.CANCELLED, now, "plan changed", reason="plan_changed"
+    )
     return add(session, appointment, [p for p in wanted if (*p.key, p.due_at) not in have], now)
 
 
@@ -128,7 +72,7 @@ def _replannable(session: Session, appointment_id: str) -> list[Notification]:
     query = select(Notification).where(
         Notification.appointment_id == appointment_id,
         Notification.kind != "manual",
-        Notification.status != "cancelled",
+        Notification.status != Status.CANCELLED,
     )
     return list(session.scalars(query))
 
@@ -158,7 +102,7 @@ def add(
             planned_for=p.due_at,
             due_at=p.due_at,
             expires_at=p.expires_at,
-            status="scheduled",
+            status=Status.SCHEDULED,
             attempts=0,
             staff=staff,
             created_at=now,
@@ -168,7 +112,7 @@ def add(
     ]
     session.add_all(rows)
     session.flush()
-    record(session, [r.id for r in rows], "scheduled", now, detail)
+    record(session, [r.id for r in rows], Status.SCHEDULED, now, detail)
     return rows
 
 

@@ -12,38 +12,26 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import (
-    Integer,
-    String,
-    Table,
-    Text,
-    bindparam,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
+from . import states
+from .calls import provider_calls
 from .channels import Message, SendError
 from .compose import compose
-from .models import Appointment, Notification, NotificationEvent, UTCDateTime
+from .models import Appointment, Notification
 from .recheck import Skip, allowed_from, at_call, opted_out_phones, recheck
 from .runtime import Runtime
-from .schedule import transition
+from .states import Status, transition
 from .track import after_sms_failure, apply_early_receipts
 
 log = logging.getLogger(__name__)
@@ -75,7 +63,7 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
     looked = time.monotonic()
     with rt.sessions() as session:
         now = rt.clock()
-        claimed = _load(session, ids, "queued")
+        claimed = _load(session, ids, Status.QUEUED)
         opted_out = opted_out_phones(session, claimed)
         fates: dict[int, str] = {}
         ready: list[tuple[Notification, Message]] = []
@@ -84,7 +72,7 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
             if skip is None:
                 ready.append((n, compose(rt, n, now)))
             else:
-                fates[n.id] = _skip(session, n, skip, now, "queued")
+                fates[n.id] = _skip(session, n, skip, now, Status.QUEUED)
         batch = Batch(rt, session, worker, looked)
         outgoing = batch.admit(ready, fates)
         batch.hold(outgoing)
@@ -135,7 +123,7 @@ class Batch:
         others go back to the schedule, due a little before their sender will be free."""
         now = self.rt.clock()
         admitted: list[Outgoing] = []
-        later: list[dict[str, Any]] = []
+        later: dict[int, datetime] = {}
         for channel_name, channel in (("sms", self.rt.sms), ("email", self.rt.email)):
             mine = [(n, m) for n, m in ready if n.channel == channel_name]
             if not mine:
@@ -145,19 +133,16 @@ class Batch:
                 delays = channel.pace([m for _, m in mine], WITHIN_SECONDS)
             except SendError as exc:
                 for n, _ in mine:
-                    fates[n.id] = _failed_send(self.rt, self.session, n, exc, "queued")
+                    fates[n.id] = _failed_send(self.rt, self.session, n, exc, Status.QUEUED)
                 continue
             for (n, message), delay in zip(mine, delays, strict=True):
                 if delay <= WITHIN_SECONDS:
                     admitted.append(Outgoing(n, message, start + delay))
                 else:  # its place in line, or the morning if that falls in quiet hours
-                    due = allowed_from(
-                        self.rt, n, now + timedelta(seconds=delay - WITHIN_SECONDS / 2)
-                    )
-                    later.append({"nid": n.id, "due": due, "now": now})
-                    fates[n.id] = "scheduled"
-        if later:
-            self.session.execute(_DEFER, later)
+                    due = now + timedelta(seconds=delay - WITHIN_SECONDS / 2)
+                    later[n.id] = allowed_from(self.rt, n, due)
+                    fates[n.id] = Status.SCHEDULED
+        states.defer(self.session, later, now)
         return sorted(admitted, key=lambda o: o.at)
 
     def hold(self, outgoing: list[Outgoing]) -> None:
@@ -165,55 +150,23 @@ class Batch:
         reconciliation."""
         now = self.rt.clock()
         self.lease_until = now + self.lease
-        if self.session.get_bind().dialect.name == "postgresql":
-            values = {
-                "ids": [o.n.id for o in outgoing],
-                "bodies": [o.message.text for o in outgoing],
-                "now": now,
-                "owner": self.worker,
-                "until": self.lease_until,
-            }
-            self.held = set(self.session.scalars(_HOLD, values))
-        else:
-            self.held = set(
-                transition(
-                    self.session, [o.n.id for o in outgoing], ["queued"], "sending", now,
-                    lease_owner=self.worker, lease_until=self.lease_until,
-                    attempts=Notification.attempts + 1,
-                )
-            )  # fmt: skip
-            bodies = [{"id": o.n.id, "body": o.message.text} for o in outgoing]
-            if self.held:
-                self.session.execute(
-                    update(Notification), [b for b in bodies if b["id"] in self.held]
-                )
+        bodies = {o.n.id: o.message.text for o in outgoing}
+        self.held = states.hold(self.session, bodies, now, self.worker, self.lease_until)
         self.session.commit()
 
     def send_all(self, outgoing: list[Outgoing]) -> dict[int, str]:
         """Calls the provider for each held message at its slot, as many at a time as
-        `_InFlight` says, and records each answer before starting the next call."""
+        `calls.InFlight` says, and records each answer before starting the next call."""
         fates = {o.n.id: "lost-race" for o in outgoing if o.n.id not in self.held}
         waiting = iter([o for o in outgoing if o.n.id in self.held])
         answers: SimpleQueue[_Answer] = SimpleQueue()
-
-        def call(o: Outgoing) -> None:
-            pause = o.at - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            started = time.monotonic()
-            try:
-                answer: str | Skip | BaseException | None = self._call(o)
-            except BaseException as exc:  # a SendError is a fate; the batch raises the rest
-                answer = exc
-            answers.put((o.n, answer, time.monotonic() - started))
-
-        pool, window = _calls(self.rt.settings.send_concurrency)
+        pool, window = provider_calls(self.rt.settings.send_concurrency)
         started = 0
 
         def start(count: int) -> None:
             nonlocal started
             for o in itertools.islice(waiting, count):
-                pool.submit(call, o)
+                pool.submit(self._answer, o, answers)
                 started += 1
 
         start(window.size)
@@ -236,18 +189,30 @@ class Batch:
         self.record_sent()
         return fates
 
+    def _answer(self, o: Outgoing, answers: SimpleQueue[_Answer]) -> None:
+        """In a pool thread: waits for the message's slot, calls, and puts the answer."""
+        pause = o.at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        started = time.monotonic()
+        try:
+            answer: str | Skip | BaseException | None = self._call(o)
+        except BaseException as exc:  # a SendError is a fate; the batch raises the rest
+            answer = exc
+        answers.put((o.n, answer, time.monotonic() - started))
+
     def _fate(self, n: Notification, answer: str | Skip | SendError | None) -> str:
         if isinstance(answer, SendError):
-            return _failed_send(self.rt, self.session, n, answer, "sending")
+            return _failed_send(self.rt, self.session, n, answer, Status.SENDING)
         if isinstance(answer, Skip):
-            return _skip(self.session, n, answer, self.rt.clock(), "sending")
+            return _skip(self.session, n, answer, self.rt.clock(), Status.SENDING)
         if answer is None:
             return "lost-race"
         if not self.sent:
             self.sent_since = time.monotonic()
         self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
         self.sent_email |= n.channel == "email"
-        return "sent"
+        return Status.SENT
 
     def _collect(
         self, answers: SimpleQueue[_Answer], started: Callable[[], int]
@@ -306,7 +271,7 @@ class Batch:
         waiting = self.held - self.called
         if waiting:
             with self.rt.sessions() as session:
-                rows = _load(session, waiting, "sending", owner=self.worker)
+                rows = _load(session, waiting, Status.SENDING, owner=self.worker)
                 opted_out = opted_out_phones(session, rows)
                 now = self.rt.clock()
                 self.held -= waiting - {n.id for n in rows}
@@ -332,7 +297,7 @@ class Batch:
                     update(Notification)
                     .where(
                         Notification.id.in_(self.held),
-                        Notification.status == "sending",
+                        Notification.status == Status.SENDING,
                         Notification.lease_owner == self.worker,
                     )
                     .values(lease_until=until, updated_at=now)
@@ -346,151 +311,15 @@ class Batch:
     def record_sent(self) -> None:
         if self.sent:
             sent, self.sent = self.sent, []
-            if self.session.get_bind().dialect.name == "postgresql":
-                columns = {"ids": "nid", "pids": "pid", "ats": "at"}
-                values = {name: [r[key] for r in sent] for name, key in columns.items()}
-                early = list(self.session.scalars(_RECORD_SENT, values))
-            else:
-                self.session.execute(_MARK_SENT, sent)
-                history = [
-                    {"notification_id": r["nid"], "status": "sent", "at": r["at"]} for r in sent
-                ]
-                self.session.execute(insert(NotificationEvent), history)
-                early = [r["pid"] for r in sent]
+            early = states.record_sent(self.session, sent)
             if early:
                 apply_early_receipts(self.session, early, self.rt.clock())
             self.sent_email = False
         self.session.commit()
 
 
-# A call that took longer than this was waiting on the network (Twilio answers in 0.1-0.3 s),
-# not on the CPU or its turn at the interpreter lock behind a batch being rendered.
-SLOW_CALL_SECONDS = 0.05
-FEWEST_IN_FLIGHT = 4
-
-
-class _InFlight:
-    """How many provider calls a worker process keeps in flight. Few while the provider answers
-    at once: more threads would only take turns at the interpreter lock, and the handing over
-    costs more than the calls (16 threads sent 10% fewer messages per CPU second than 8, and
-    8 as many as 4, against a provider answering at once). More, up to `most`, while calls
-    spend their time waiting for the provider, as they do across the internet."""
-
-    def __init__(self, most: int) -> None:
-        self.most = most
-        self.size = min(FEWEST_IN_FLIGHT, most)
-        self._lock = threading.Lock()  # `notifier serve` sends several batches at once
-
-    def answered(self, seconds: float) -> int:
-        """How many calls to start now that one has answered in `seconds`."""
-        with self._lock:
-            if seconds > SLOW_CALL_SECONDS and self.size < self.most:
-                self.size += 1
-                return 2
-            if seconds <= SLOW_CALL_SECONDS and self.size > min(FEWEST_IN_FLIGHT, self.most):
-                self.size -= 1
-                return 0
-            return 1
-
-
-_pools: dict[tuple[int, int], tuple[ThreadPoolExecutor, _InFlight]] = {}
-_pools_lock = threading.Lock()
-
-
-def _calls(size: int) -> tuple[ThreadPoolExecutor, _InFlight]:
-    """The process's threads for provider calls, and how many of them to use. Keyed by pid
-    too: a forked worker process inherits the dict but not the threads."""
-    key = (os.getpid(), size)
-    with _pools_lock:
-        if key not in _pools:
-            pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="provider")
-            _pools[key] = (pool, _InFlight(size))
-        return _pools[key]
-
-
-_table = cast(Table, Notification.__table__)
-# A message whose sender has no slot for it yet goes back to the schedule. Like the clock's
-# claim, this hand-back writes no history.
-_DEFER = (
-    update(_table)
-    .where(_table.c.id == bindparam("nid"), _table.c.status == "queued")
-    .values(
-        status="scheduled",
-        due_at=bindparam("due"),
-        updated_at=bindparam("now"),
-        lease_owner=None,
-        lease_until=None,
-    )
-)
-# sending → sent for many rows at once. Only this worker's lease-held rows are `sending`; an
-# `unknown` row (lease lapsed under a very slow provider) was sent all the same.
-_MARK_SENT = (
-    update(_table)
-    .where(
-        _table.c.id == bindparam("nid"),
-        or_(_table.c.status == "sending", _table.c.status == "unknown"),
-    )
-    .values(
-        status="sent",
-        provider_id=bindparam("pid"),
-        sent_at=bindparam("at"),
-        updated_at=bindparam("at"),
-        lease_owner=None,
-        lease_until=None,
-    )
-)
-# PostgreSQL: `hold` in one statement, the bodies and the history with it.
-_HOLD = text(
-    """
-    WITH held AS (
-        UPDATE notifications AS n
-        SET status = 'sending', updated_at = :now, lease_owner = :owner, lease_until = :until,
-            attempts = n.attempts + 1, body = s.body
-        FROM unnest(:ids, :bodies) AS s (id, body)
-        WHERE n.id = s.id AND n.status = 'queued'
-        RETURNING n.id
-    ), history AS (
-        INSERT INTO notification_events (notification_id, status, at)
-        SELECT id, 'sending', :now FROM held
-    )
-    SELECT id FROM held
-    """
-).bindparams(
-    bindparam("ids", type_=ARRAY(Integer())),
-    bindparam("bodies", type_=ARRAY(Text())),
-    bindparam("now", type_=UTCDateTime()),
-    bindparam("until", type_=UTCDateTime()),
-)
-# PostgreSQL: what `record_sent` writes, in one statement: the rows, their history, and which of
-# them had a delivery receipt come first. Its commit does not wait for the disk: a database
-# server that crashed before writing it down would leave the rows `sending`, as a killed worker
-# does, and reconciliation settles them; the hold before the call always waits.
-_RECORD_SENT = text(
-    """
-    WITH relaxed AS (
-        SELECT set_config('synchronous_commit', 'off', true)
-    ), sent AS (
-        UPDATE notifications AS n
-        SET status = 'sent', provider_id = s.pid, sent_at = s.at, updated_at = s.at,
-            lease_owner = NULL, lease_until = NULL
-        FROM unnest(:ids, :pids, :ats) AS s (id, pid, at), relaxed
-        WHERE n.id = s.id AND n.status IN ('sending', 'unknown')
-        RETURNING n.id, s.pid, s.at
-    ), history AS (
-        INSERT INTO notification_events (notification_id, status, at)
-        SELECT id, 'sent', at FROM sent
-    )
-    SELECT e.provider_id FROM early_receipts AS e JOIN sent ON e.provider_id = sent.pid
-    """
-).bindparams(
-    bindparam("ids", type_=ARRAY(Integer())),
-    bindparam("pids", type_=ARRAY(String())),
-    bindparam("ats", type_=ARRAY(UTCDateTime())),
-)
-
-
 def _load(
-    session: Session, ids: Iterable[int], status: str, owner: str | None = None
+    session: Session, ids: Iterable[int], status: Status, owner: str | None = None
 ) -> list[Notification]:
     query = (
         select(Notification)
@@ -508,7 +337,7 @@ def _load(
     return list(session.scalars(query))
 
 
-def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: str) -> str:
+def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: Status) -> Status:
     values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
     if skip.due_at is not None:
         values["due_at"] = skip.due_at
@@ -519,20 +348,22 @@ def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: 
 
 
 def _failed_send(
-    rt: Runtime, session: Session, n: Notification, exc: SendError, source: str
-) -> str:
+    rt: Runtime, session: Session, n: Notification, exc: SendError, source: Status
+) -> Status:
     now = rt.clock()
     attempts = n.attempts + 1
     log.warning("notification %s: %s send failed (%s): %s", n.id, n.channel, exc.outcome, exc)
     values: dict[str, Any] = {}
+    to: Status
     if exc.outcome == "transient" and attempts < MAX_ATTEMPTS:
-        to, values["due_at"] = "scheduled", now + backoff(attempts, rt.settings.retry_base_seconds)
+        to = Status.SCHEDULED
+        values["due_at"] = now + backoff(attempts, rt.settings.retry_base_seconds)
     elif exc.outcome == "unknown":
         # Reconciled only once the provider has surely finished with the request.
-        to = "unknown"
+        to = Status.UNKNOWN
         values["lease_until"] = now + timedelta(seconds=rt.settings.sending_lease_seconds)
     else:
-        to = "failed"
+        to = Status.FAILED
         values["reason"] = exc.reason or ("gave_up" if exc.outcome == "transient" else "provider")
     transition(
         session,
@@ -544,7 +375,7 @@ def _failed_send(
         error_code=exc.code,
         **({"lease_owner": None, "lease_until": None} | values),
     )
-    if to == "failed" and n.channel == "sms" and exc.outcome == "permanent":
+    if to == Status.FAILED and n.channel == "sms" and exc.outcome == "permanent":
         after_sms_failure(session, n, exc.reason, now)
     session.commit()
     return to

@@ -15,6 +15,7 @@ from .dispatch import tick
 from .models import Notification
 from .runtime import Runtime
 from .send import deliver
+from .states import Status
 
 
 def _deliver_all(rt: Runtime, ids: Sequence[int]) -> None:
@@ -37,7 +38,7 @@ def run_until(rt: Runtime, end: datetime) -> None:
     while True:
         with rt.sessions() as session:
             due = session.scalar(
-                select(func.min(Notification.due_at)).where(Notification.status == "scheduled")
+                select(func.min(Notification.due_at)).where(Notification.status == Status.SCHEDULED)
             )
         if due is None or due > end:
             clock.now = max(clock.now, end)

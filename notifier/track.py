@@ -27,7 +27,8 @@ from .models import (
 )
 from .plan import Planned
 from .runtime import Runtime
-from .schedule import add, transition
+from .schedule import add
+from .states import Confirmation, Status, set_confirmation, transition
 
 # Words reduced by keyword(): "Sí", "¡Sí!" and "si" are all SI; "Confirmo." is CONFIRMO.
 CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI", "CONFIRMO"}
@@ -162,10 +163,10 @@ def _act(
         # unless the clinic's Messaging Service is set up to answer HELP itself.
         return None if policy.twilio_answers_help else "reply_help"
     if message.intent == "confirm" and appointment is not None:
-        appointment.confirmation, appointment.confirmation_at = "confirmed", now
+        set_confirmation(appointment, Confirmation.CONFIRMED, now)
         return "reply_confirmed"
     if message.intent == "reschedule" and appointment is not None:
-        appointment.confirmation, appointment.confirmation_at = "wants_reschedule", now
+        set_confirmation(appointment, Confirmation.WANTS_RESCHEDULE, now)
         return "reply_reschedule"
     message.needs_staff = True
     return "reply_other" if _may_auto_reply(session, message.from_number, now) else None
@@ -262,11 +263,12 @@ def _apply_receipt(
     now: datetime,
 ) -> bool:
     # A failure the provider gave no known reason for is still a failure to reach the number.
-    reason = None if to == "delivered" else (why or "undeliverable")
+    reason = None if to == Status.DELIVERED else (why or "undeliverable")
     detail = f"receipt: {to}" + (f" ({code})" if code else "")
     moved = transition(
-        session, [notification.id], ["sent"], to, now, detail, error_code=code, reason=reason
-    )
+        session, [notification.id], [Status.SENT], Status(to), now, detail,
+        error_code=code, reason=reason,
+    )  # fmt: skip
     if moved and reason:
         after_sms_failure(session, notification, reason, now)
     return bool(moved)
@@ -325,7 +327,7 @@ def after_sms_failure(
         Notification.kind == sms.kind,
         Notification.channel == "email",
         Notification.slot.in_([sms.slot, f"fallback:{sms.id}"]),
-        Notification.status != "cancelled",
+        Notification.status != Status.CANCELLED,
     )
     if session.scalar(twin.limit(1)) is None:
         fallback = Planned(

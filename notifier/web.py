@@ -52,6 +52,7 @@ from .models import Appointment, Notification
 from .remind import CannotRemind, remind
 from .runtime import Runtime
 from .staff import router as staff_routes
+from .states import Confirmation, set_confirmation
 from .stats import stats
 from .store import appointments, database, notifications
 from .store import staff as staff_store
@@ -212,10 +213,12 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
             "state": "done" if act else "ask",
         }
         if act:
-            appointment.confirmation = (
-                "confirmed" if link.action == "confirm" else "wants_reschedule"
+            answer = (
+                Confirmation.CONFIRMED
+                if link.action == "confirm"
+                else Confirmation.WANTS_RESCHEDULE
             )
-            appointment.confirmation_at = rt.clock()
+            set_confirmation(appointment, answer, rt.clock())
             s.commit()
         return pages.TemplateResponse(request, "link.html", context)
 

@@ -360,7 +360,8 @@ class Latency(Around):
 def test_more_calls_are_in_flight_while_the_provider_is_slow(
     rt: Runtime, fake_twilio: FakeTwilio
 ) -> None:
-    from notifier.send import FEWEST_IN_FLIGHT, deliver
+    from notifier.calls import FEWEST_IN_FLIGHT
+    from notifier.send import deliver
 
     ids = book_patients(rt, 10)
     slow = Latency(rt.sms, 0.1)
@@ -371,15 +372,15 @@ def test_more_calls_are_in_flight_while_the_provider_is_slow(
 
 
 def test_calls_in_flight_grow_while_answers_are_slow_and_shrink_when_quick() -> None:
-    from notifier.send import FEWEST_IN_FLIGHT, _InFlight
+    from notifier.calls import FEWEST_IN_FLIGHT, InFlight
 
-    window = _InFlight(16)
+    window = InFlight(16)
     assert window.size == FEWEST_IN_FLIGHT
     assert [window.answered(0.2) for _ in range(14)] == [2] * 12 + [1, 1]
     assert window.size == 16
     assert [window.answered(0.001) for _ in range(14)] == [0] * 12 + [1, 1]
     assert window.size == FEWEST_IN_FLIGHT
-    assert _InFlight(1).answered(0.2) == 1  # never more than the pool allows
+    assert InFlight(1).answered(0.2) == 1  # never more than the pool allows
 
 
 def test_an_unreachable_rate_limiter_sends_nothing_and_retries_later(

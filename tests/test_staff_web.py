@@ -21,11 +21,11 @@ from notifier.ingest import apply_event
 from notifier.models import Appointment, Base, InboundMessage, Notification, SmsOptOut
 from notifier.remind import remind
 from notifier.runtime import Runtime
-from notifier.schedule import transition
 from notifier.simulate import SimulatedClock, run_until
 from notifier.staff import router
 from notifier.staff.accounts import create_staff
 from notifier.staff.models import StaffSession, StaffUser
+from notifier.states import Status, transition
 from notifier.web import create_app
 from tests.conftest import new_york
 from tests.events import event
@@ -306,9 +306,11 @@ def fail_confirmation_sms(rt: Runtime) -> int:
                 Notification.kind == "confirmation", Notification.channel == "sms"
             )
         ).one()
+        for source, to in ((Status.SCHEDULED, Status.QUEUED), (Status.QUEUED, Status.SENDING)):
+            transition(session, [sms], [source], to, rt.clock())
         transition(
-            session, [sms], ["scheduled"], "failed", rt.clock(), "21211: invalid 'To' number",
-            reason="invalid_number", error_code="21211",
+            session, [sms], [Status.SENDING], Status.FAILED, rt.clock(),
+            "21211: invalid 'To' number", reason="invalid_number", error_code="21211",
         )  # fmt: skip
         session.commit()
     return sms

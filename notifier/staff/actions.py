@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from ..schedule import transition
+from ..states import Status, transition
 from ..store import notifications, replies
 
 
@@ -26,8 +26,8 @@ def retry(session: Session, notification_id: int, staff: str, now: datetime) -> 
     moved = transition(
         session,
         [notification_id],
-        ["failed"],
-        "scheduled",
+        [Status.FAILED],
+        Status.SCHEDULED,
         now,
         f"retried by {staff}",
         due_at=now,

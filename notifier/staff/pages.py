@@ -15,6 +15,7 @@ from jinja2.runtime import Context
 
 from ..models import NotificationEvent
 from ..runtime import Runtime
+from ..states import Status
 
 # What a return to `scheduled` meant, by the detail schedule.py recorded with it.
 _SCHEDULED = {
@@ -109,13 +110,13 @@ def steps(history: Iterable[NotificationEvent]) -> list[Step]:
     the reason kept wherever something did not go to plan."""
     shown = []
     for event in history:
-        if event.status in ("queued", "sending"):
+        if event.status in (Status.QUEUED, Status.SENDING):
             continue
         label, note = event.status, event.detail
-        if event.status == "scheduled":
+        if event.status == Status.SCHEDULED:
             label = _SCHEDULED.get(note or "", "to retry")
             note = None if note in _SCHEDULED else note
-        elif event.status in ("sent", "delivered"):
+        elif event.status in (Status.SENT, Status.DELIVERED):
             note = None
         shown.append(Step(label, event.at, note))
     return shown

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from ..clinic import Location
 from ..compose import compose
 from ..ingest import is_id
-from ..models import PENDING, Appointment, InboundMessage, Notification
+from ..models import Appointment, InboundMessage, Notification
 from ..render import sms_segments
 from ..runtime import Runtime
+from ..states import PENDING
 from ..store import appointments, notifications, replies
 
 
