@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .integrations.config import IntegrationsConfig
 
-Channel = Literal["sms", "email"]
+ChannelName = Literal["sms", "email"]
 
 
 class ConfigError(Exception):
@@ -36,7 +36,7 @@ class QuietHours(_Strict):
 
 class ReminderRule(_Strict):
     hours_before: float = Field(gt=0)
-    channels: tuple[Channel, ...] = ("sms",)
+    channels: tuple[ChannelName, ...] = ("sms",)
     ask_confirm: bool = False
 
 
@@ -47,7 +47,7 @@ class Policy(_Strict):
         ReminderRule(hours_before=2, channels=("sms",)),
     )
     # Rebook nudges go by the first channel the patient has consented to.
-    rebook_channels: tuple[Channel, ...] = ("sms", "email")
+    rebook_channels: tuple[ChannelName, ...] = ("sms", "email")
     # Twilio answers STOP and START itself unless its opt-out handling is switched off for
     # the account; then set this to false and we answer them.
     twilio_answers_keywords: bool = True

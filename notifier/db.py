@@ -60,7 +60,7 @@ def upgrade(engine: Engine) -> None:
 def sync_clinic(session: Session, clinic: Clinic) -> None:
     """Mirrors the config's locations and treatments into their tables."""
     for loc in clinic.locations:
-        session.merge(models.Location(id=loc.id, name=loc.name, time_zone=loc.time_zone))
+        session.merge(models.LocationRow(id=loc.id, name=loc.name, time_zone=loc.time_zone))
     for treatment in clinic.treatments:
         session.merge(models.Treatment(id=treatment.id, name=treatment.name))
     session.commit()

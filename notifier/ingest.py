@@ -247,7 +247,7 @@ def payload_digest(payload: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class EventOutcome:
     event_id: str
     appointment_id: str
     outcome: str  # applied | ignored_stale
@@ -258,7 +258,7 @@ class Outcome:
     notifications: list[Notification] | None = field(default=None, compare=False)
 
 
-def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -> Outcome:
+def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -> EventOutcome:
     """Applies a booking event once, in one transaction. Raises InvalidEvent or EventConflict
     before anything is stored."""
     event = parse_event(payload, clinic, now)
@@ -282,7 +282,7 @@ def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -
 
 def _apply_once(
     session: Session, clinic: Clinic, event: EventIn, digest: str, now: datetime
-) -> Outcome:
+) -> EventOutcome:
     if not _recorded(session, event, digest, now):
         return _replayed(session, event.id, digest)
     appointment = session.get(Appointment, event.appointment.id, with_for_update=True)
@@ -291,12 +291,12 @@ def _apply_once(
             update(BookingEvent).where(BookingEvent.id == event.id).values(outcome="ignored_stale")
         )
         session.commit()
-        return Outcome(event.id, event.appointment.id, "ignored_stale", duplicate=False)
+        return EventOutcome(event.id, event.appointment.id, "ignored_stale", duplicate=False)
     new = appointment is None
     appointment = _apply(session, event, appointment, now)
     added = replan(session, appointment, clinic, now, new=new)
     session.commit()
-    return Outcome(
+    return EventOutcome(
         event.id,
         event.appointment.id,
         "applied",
@@ -331,7 +331,7 @@ def _event_row(event: EventIn, digest: str, now: datetime) -> dict[str, Any]:
 
 def _book_new(
     engine: Engine, clinic: Clinic, event: EventIn, digest: str, now: datetime
-) -> Outcome | None:
+) -> EventOutcome | None:
     """PostgreSQL, a booking of an appointment not seen before (most events are): the event,
     the appointment, the patient and the planned notifications with their history in one
     statement, which is its own transaction. Every round trip costs both sides CPU, and this
@@ -364,14 +364,14 @@ def _book_new(
         Notification(id=i, kind=p.kind, channel=p.channel, due_at=p.due_at, status=Status.SCHEDULED)
         for i, p in zip(ids, wanted, strict=True)
     ]
-    return Outcome(event.id, appointment.id, "applied", False, appointment, added)
+    return EventOutcome(event.id, appointment.id, "applied", False, appointment, added)
 
 
-def _replayed(session: Session, event_id: str, digest: str) -> Outcome:
+def _replayed(session: Session, event_id: str, digest: str) -> EventOutcome:
     seen = session.get_one(BookingEvent, event_id)
     if seen.payload_sha256 != digest:
         raise EventConflict(f"event id {seen.id!r} was already used for a different event")
-    return Outcome(seen.id, seen.appointment_id, seen.outcome, duplicate=True)
+    return EventOutcome(seen.id, seen.appointment_id, seen.outcome, duplicate=True)
 
 
 def stored_booking(session: Session, appointment_id: str) -> dict[str, dict[str, Any]] | None:

@@ -53,7 +53,7 @@ class Base(DeclarativeBase):
     )
 
 
-class Location(Base):
+class LocationRow(Base):
     """Mirrors the clinic config, so rows can refer to it and reports can join on it."""
 
     __tablename__ = "locations"

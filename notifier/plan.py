@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .clinic import Channel, Policy, QuietHours, Treatment
+from .clinic import ChannelName, Policy, QuietHours, Treatment
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Recipient:
 @dataclass(frozen=True)
 class Planned:
     kind: str
-    channel: Channel
+    channel: ChannelName
     slot: str
     due_at: datetime
     expires_at: datetime  # past this, sending it would be useless
@@ -109,7 +109,7 @@ def _cancelled(visit: Visit, recipient: Recipient) -> list[Planned]:
     return [Planned("cancellation", c, "", visit.cancelled_at, visit.start) for c in channels]
 
 
-def _reachable(channels: tuple[Channel, ...], recipient: Recipient) -> list[Channel]:
+def _reachable(channels: tuple[ChannelName, ...], recipient: Recipient) -> list[ChannelName]:
     allowed = {"sms": recipient.sms, "email": recipient.email}
     return [c for c in channels if allowed[c]]
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from .clinic import Channel, Clinic
+from .clinic import ChannelName, Clinic
 from .models import Appointment, Notification
 from .plan import Planned
 from .schedule import add, recipient
@@ -42,7 +42,7 @@ def remind(
     session: Session,
     clinic: Clinic,
     appointment_id: str,
-    channels: list[Channel],
+    channels: list[ChannelName],
     staff: str,
     now: datetime,
     force: bool = False,

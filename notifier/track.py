@@ -101,20 +101,20 @@ def opt_in(session: Session, phone: str, now: datetime) -> None:
 
 
 @dataclass(frozen=True)
-class Reply:
+class Answer:
     """What to answer the patient with: a template kind and its context, or nothing."""
 
     kind: str | None
     context: dict[str, Any]
 
 
-def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> Reply:
+def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> Answer:
     """Handles one incoming SMS; safe to call again for the same one."""
     sender = text.sender
     if session.scalar(
         select(InboundMessage.id).where(InboundMessage.provider_id == text.provider_id)
     ):
-        return Reply(None, {})  # the provider retried a webhook we already handled
+        return Answer(None, {})  # the provider retried a webhook we already handled
     what = intent(keyword(text.body), is_opted_out(session, sender), text.opt_out)
     appointment = match_appointment(rt, session, sender, text.to, now)
     patient = appointment.patient if appointment else _patient_by_phone(session, sender)
@@ -137,8 +137,8 @@ def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> 
         session.commit()
     except IntegrityError:  # the same webhook, twice at once: the other one answered
         session.rollback()
-        return Reply(None, {})
-    return Reply(reply_kind, reply_context(rt, patient, appointment))
+        return Answer(None, {})
+    return Answer(reply_kind, reply_context(rt, patient, appointment))
 
 
 def _act(

@@ -35,7 +35,7 @@ from .bodies import (
 )
 from .channels import DeliveryReceipt, ForgedRequest, InboundText, WebhookRequest, Webhooks
 from .channels.sms.twilio_webhooks import TwilioWebhooks
-from .clinic import Channel
+from .clinic import ChannelName
 from .db import DB_POOL_SIZE
 from .ingest import (
     ID_PATTERN,
@@ -56,7 +56,7 @@ from .states import Confirmation, set_confirmation
 from .stats import stats
 from .store import appointments, database, notifications
 from .store import staff as staff_store
-from .track import Reply, delivery_receipt, receive
+from .track import Answer, delivery_receipt, receive
 
 T = TypeVar("T")
 
@@ -143,7 +143,7 @@ def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
         return {**appointment_json(appointment), "notifications": listed}
 
     class RemindIn(Incoming):
-        channels: list[Channel] = ["sms"]
+        channels: list[ChannelName] = ["sms"]
         staff: str | None = Field(default=None, max_length=200)
 
     @app.post(
@@ -311,7 +311,7 @@ async def receipt(rt: Runtime, hooks: Webhooks, request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _received(rt: Runtime, text: InboundText) -> Reply:
+def _received(rt: Runtime, text: InboundText) -> Answer:
     with rt.sessions() as s:
         return receive(rt, s, text, rt.clock())
 

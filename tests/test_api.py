@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event as event_module
 from sqlalchemy import func, select
 
-from notifier.ingest import Outcome, apply_event
+from notifier.ingest import EventOutcome, apply_event
 from notifier.models import Appointment, BookingEvent, Notification, Patient
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock
@@ -82,11 +82,11 @@ def test_a_new_bookings_answer_is_what_is_stored(client: TestClient) -> None:
     assert [h["detail"] for n in shown["notifications"] for h in n["history"]] == ["planned"] * 7
 
 
-def apply_at_once(rt: Runtime, *payloads: dict[str, Any]) -> list[Outcome]:
+def apply_at_once(rt: Runtime, *payloads: dict[str, Any]) -> list[EventOutcome]:
     """Applies each payload in a thread of its own, all released at the same moment."""
     start = threading.Barrier(len(payloads))
 
-    def apply(payload: dict[str, Any]) -> Outcome:
+    def apply(payload: dict[str, Any]) -> EventOutcome:
         with rt.sessions() as session:
             start.wait()
             return apply_event(session, rt.clinic, payload, rt.clock())

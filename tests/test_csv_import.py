@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from notifier import ingest
 from notifier.clinic import Clinic
 from notifier.csv_import import ImportFileError, ProgressBar, RowError, import_csv
-from notifier.ingest import Outcome
+from notifier.ingest import EventOutcome
 from notifier.models import Appointment, BookingEvent, Notification, NotificationEvent
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock
@@ -237,10 +237,10 @@ def test_a_time_at_the_end_of_the_calendar_is_that_row_s_error(
     assert report.applied == 1  # Ana, on the next line
 
 
-def failing_for(appointment_id: str) -> Callable[..., Outcome]:
+def failing_for(appointment_id: str) -> Callable[..., EventOutcome]:
     """apply_event, except that one appointment's row meets an error nobody foresaw."""
 
-    def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -> Outcome:
+    def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -> EventOutcome:
         if payload["appointment"]["id"] == appointment_id:
             raise RuntimeError("disk on fire\nand the rest of a long story")
         return ingest.apply_event(session, clinic, payload, now)

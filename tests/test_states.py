@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from notifier import db, models, states
 from notifier.models import (
     Appointment,
-    Location,
+    LocationRow,
     Notification,
     NotificationEvent,
     Patient,
@@ -42,7 +42,7 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = db.make_engine(database_url)
     db.upgrade(engine)
     with Session(engine) as session:
-        session.merge(Location(id="loc", name="Main St", time_zone="America/New_York"))
+        session.merge(LocationRow(id="loc", name="Main St", time_zone="America/New_York"))
         session.merge(Treatment(id="cleaning", name="Cleaning"))
         session.add_all(
             [

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Outcome = Literal["permanent", "transient", "unknown"]
+SendOutcome = Literal["permanent", "transient", "unknown"]
 
 
 class SendError(Exception):
@@ -20,7 +20,7 @@ class SendError(Exception):
     unknown: the request left and no answer came back; it may have been delivered."""
 
     def __init__(
-        self, outcome: Outcome, message: str, code: str | None = None, reason: str | None = None
+        self, outcome: SendOutcome, message: str, code: str | None = None, reason: str | None = None
     ) -> None:
         super().__init__(message)
         self.outcome = outcome

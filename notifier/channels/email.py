@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import Message, Outcome, SendError, Unpaced
+from . import Message, SendError, SendOutcome, Unpaced
 
 
 class SMTPEmail(Unpaced):
@@ -83,5 +83,5 @@ def build(message: Message, mail_from: str) -> EmailMessage:
 
 def _by_code(code: int, text: bytes | str) -> SendError:
     detail = text.decode(errors="replace") if isinstance(text, bytes) else text
-    outcome: Outcome = "permanent" if 500 <= code < 600 else "transient"
+    outcome: SendOutcome = "permanent" if 500 <= code < 600 else "transient"
     return SendError(outcome, f"SMTP {code}: {detail}", str(code))

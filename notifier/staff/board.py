@@ -26,7 +26,7 @@ def in_scope(clinic: Clinic, location_id: str | None) -> list[Location]:
 
 
 @dataclass(frozen=True)
-class Visit:
+class BoardVisit:
     appointment: Appointment
     location: Location
 
@@ -38,7 +38,7 @@ class Visit:
 @dataclass
 class Day:
     date: date
-    visits: list[Visit] = field(default_factory=list)
+    visits: list[BoardVisit] = field(default_factory=list)
 
     @property
     def unconfirmed(self) -> int:
@@ -49,9 +49,9 @@ def _awaits_confirmation(a: Appointment) -> bool:
     return a.status == "booked" and a.confirmation == "unconfirmed"
 
 
-def _visits(locations: list[Location], listed: list[Appointment]) -> list[Visit]:
+def _visits(locations: list[Location], listed: list[Appointment]) -> list[BoardVisit]:
     by_id = {loc.id: loc for loc in locations}
-    return [Visit(a, by_id[a.location_id]) for a in listed]
+    return [BoardVisit(a, by_id[a.location_id]) for a in listed]
 
 
 def days_ahead(
@@ -112,30 +112,30 @@ def counts(session: Session, clinic: Clinic, location_id: str | None, now: datet
 
 
 @dataclass(frozen=True)
-class Reply:
+class InboxReply:
     message: InboundMessage
     patient: Patient | None
     appointment: Appointment | None
     location: Location
 
 
-def inbox(session: Session, clinic: Clinic, location_id: str | None) -> list[Reply]:
+def inbox(session: Session, clinic: Clinic, location_id: str | None) -> list[InboxReply]:
     ids = [loc.id for loc in in_scope(clinic, location_id)]
     return _replies(session, clinic, replies.needing_staff(session, ids, LIST_LIMIT))
 
 
-def recently_handled(session: Session, clinic: Clinic, location_id: str | None) -> list[Reply]:
+def recently_handled(session: Session, clinic: Clinic, location_id: str | None) -> list[InboxReply]:
     ids = [loc.id for loc in in_scope(clinic, location_id)]
     return _replies(session, clinic, replies.recently_handled(session, ids, HANDLED_LIMIT))
 
 
-def _replies(session: Session, clinic: Clinic, messages: list[InboundMessage]) -> list[Reply]:
+def _replies(session: Session, clinic: Clinic, messages: list[InboundMessage]) -> list[InboxReply]:
     listed = []
     for m in messages:
         appointment = appointments.by_id(session, m.appointment_id) if m.appointment_id else None
         patient = patients.by_id(session, m.patient_id) if m.patient_id else None
         location = clinic.location(appointment.location_id) if appointment else None
-        listed.append(Reply(m, patient, appointment, location or clinic.locations[0]))
+        listed.append(InboxReply(m, patient, appointment, location or clinic.locations[0]))
     return listed
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from ..clinic import Channel
+from ..clinic import ChannelName
 from ..ingest import ID_PATTERN
 from ..remind import CannotRemind, RemindedRecently, remind
 from ..runtime import Runtime
@@ -157,7 +157,7 @@ def router(rt: Runtime) -> APIRouter:
         opted_out = is_opted_out(s, plan.appointment.patient.phone)
         return render(request, s, staff, "appointment.html", plan=plan, opted_out=opted_out)
 
-    def reminded(s: Session, appointment_id: str, channel: Channel, email: str) -> Flash:
+    def reminded(s: Session, appointment_id: str, channel: ChannelName, email: str) -> Flash:
         name = "SMS" if channel == "sms" else "email"
         try:
             result = remind(s, rt.clinic, appointment_id, [channel], email, rt.clock())
@@ -176,7 +176,7 @@ def router(rt: Runtime) -> APIRouter:
         staff: Staff,
         form: Posted,
         appointment_id: AppointmentId,
-        channel: Annotated[Channel, Form()],
+        channel: Annotated[ChannelName, Form()],
     ) -> Response:
         outcome = reminded(s, appointment_id, channel, staff.user.email)
         sessions.set_flash(s, staff, outcome.level, outcome.text)
