@@ -64,6 +64,7 @@ T = TypeVar("T")
 def create_app(rt: Runtime, broker_ping: Any = None) -> FastAPI:
     """`broker_ping`, when given, is called by /readyz and raises if the broker is unreachable."""
     app = FastAPI(title="notifier", version="0.1.0")
+    app.state.runtime = rt  # for the routes' `deps.runtime`
     # As many threads as the database pool keeps connections: more would only queue there.
     events_pool = ThreadPoolExecutor(DB_POOL_SIZE, thread_name_prefix="events")
 
