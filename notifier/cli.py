@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import logging
 import secrets
 import sys
@@ -191,13 +190,13 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def apikey(args: argparse.Namespace) -> None:
+    from .api_keys import digest
     from .models import ApiKey
 
     rt = runtime.from_env()
     key = "ntf_" + secrets.token_urlsafe(32)
     with rt.sessions() as session:
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        session.add(ApiKey(name=args.name, key_sha256=digest, created_at=rt.clock()))
+        session.add(ApiKey(name=args.name, key_sha256=digest(key), created_at=rt.clock()))
         session.commit()
     print(key)
 

@@ -1,4 +1,5 @@
-"""`notifier doctor`: checks each thing the service needs and says exactly what is wrong."""
+"""`notifier doctor`: checks each thing the service needs and says exactly what is wrong; and
+the shorter check behind /readyz."""
 
 from __future__ import annotations
 
@@ -27,6 +28,28 @@ def checks(rt: Runtime, broker_ping: Callable[[], None] | None) -> Iterator[Chec
     yield "broker", lambda: _broker(rt.settings, broker_ping)
     yield "twilio", lambda: _twilio(rt)
     yield "smtp", lambda: _smtp(rt)
+
+
+def readiness(rt: Runtime, broker_ping: Callable[[], None] | None) -> dict[str, str]:
+    """What /readyz answers: "ok" or "error: <why>" for the database, and for the broker when
+    there is one to ping."""
+    probes = {"database": lambda: _ping_database(rt)}
+    if broker_ping is not None:
+        probes["broker"] = broker_ping
+    return {name: _probed(probe) for name, probe in probes.items()}
+
+
+def _ping_database(rt: Runtime) -> None:
+    with rt.engine.connect() as connection:
+        database.ping(connection)
+
+
+def _probed(probe: Callable[[], None]) -> str:
+    try:
+        probe()
+    except Exception as exc:  # any failure means "not ready", and the reason is the answer
+        return f"error: {exc}"
+    return "ok"
 
 
 def _clinic(rt: Runtime) -> str:

@@ -34,6 +34,7 @@ from .clinic import Clinic
 from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime, utc_naive
 from .schedule import PLANNED_INSERT, planned_arrays, replan, wanted_for
 from .states import Confirmation, Status, set_confirmation
+from .store import appointments, notifications
 
 EventType = Literal[
     "appointment.booked",
@@ -372,6 +373,26 @@ def _replayed(session: Session, event_id: str, digest: str) -> EventOutcome:
     if seen.payload_sha256 != digest:
         raise EventConflict(f"event id {seen.id!r} was already used for a different event")
     return EventOutcome(seen.id, seen.appointment_id, seen.outcome, duplicate=True)
+
+
+def with_notifications(
+    session: Session, appointment_id: str
+) -> tuple[Appointment, list[Notification]] | None:
+    """An appointment and its notifications by due time, each with its history; None for an
+    unknown id."""
+    appointment = appointments.by_id(session, appointment_id)
+    if appointment is None:
+        return None
+    return appointment, notifications.for_appointment(session, appointment_id, with_history=True)
+
+
+def event_result(session: Session, outcome: EventOutcome) -> tuple[Appointment, list[Notification]]:
+    """The appointment an event left and its notifications by due time; what the event has
+    just written is not read back."""
+    appointment = outcome.appointment or appointments.one_by_id(session, outcome.appointment_id)
+    if outcome.notifications is None:
+        return appointment, notifications.for_appointment(session, appointment.id)
+    return appointment, sorted(outcome.notifications, key=lambda n: (n.due_at, n.id))
 
 
 def stored_booking(session: Session, appointment_id: str) -> dict[str, dict[str, Any]] | None:

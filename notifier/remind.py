@@ -21,6 +21,10 @@ class CannotRemind(Exception):
     """The appointment does not take reminders (unknown, cancelled, or already started)."""
 
 
+class NoAppointment(CannotRemind):
+    """No appointment has this id."""
+
+
 class RemindedRecently(CannotRemind):
     """A reminder on the same channel was asked for within REMIND_AGAIN_AFTER."""
 
@@ -51,7 +55,7 @@ def remind(
     nothing is planned when one of `channels` had a manual reminder within REMIND_AGAIN_AFTER."""
     appointment = session.get(Appointment, appointment_id)
     if appointment is None:
-        raise CannotRemind(f"no appointment {appointment_id!r}")
+        raise NoAppointment(f"no appointment {appointment_id!r}")
     if appointment.status != "booked" or appointment.start_at <= now:
         raise CannotRemind(f"appointment {appointment_id!r} is {appointment.status}, not upcoming")
     location = clinic.location(appointment.location_id)

@@ -1,7 +1,8 @@
-"""What comes back: patients' replies, delivery receipts, opt-outs.
+"""What comes back: patients' replies and link answers, delivery receipts, opt-outs.
 
-Replies confirm or flag appointments, STOP-family words fill the opt-out registry, and anything
-not understood waits in the staff inbox. Delivery receipts only ever move a state forward.
+Replies and the links in messages confirm or flag appointments, STOP-family words fill the
+opt-out registry, and anything not understood waits in the staff inbox. Delivery receipts only
+ever move a state forward.
 """
 
 from __future__ import annotations
@@ -237,6 +238,19 @@ def reply_context(
         "location": location.for_templates(),
         "patient": {"first_name": patient.first_name if patient else ""},
     }
+
+
+def linked_appointment(session: Session, appointment_id: str) -> Appointment | None:
+    """The appointment a patient's link names, while it is still booked."""
+    appointment = session.get(Appointment, appointment_id)
+    return appointment if appointment is not None and appointment.status == "booked" else None
+
+
+def answer_by_link(session: Session, appointment: Appointment, action: str, now: datetime) -> None:
+    """A patient's answer through a link: `confirm`, or else a wish for another time."""
+    answer = Confirmation.CONFIRMED if action == "confirm" else Confirmation.WANTS_RESCHEDULE
+    set_confirmation(appointment, answer, now)
+    session.commit()
 
 
 def delivery_receipt(
