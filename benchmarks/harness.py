@@ -599,7 +599,7 @@ _WORK = (
     "notifier/send.py",
     "notifier/dispatch.py",
     "notifier/tasks.py",
-    "notifier/web.py",
+    "notifier/web/",
     "notifier/ingest.py",
     "notifier/schedule.py",
     "sqlalchemy/",

@@ -17,7 +17,8 @@ from notifier.channels.sms.gateway import GatewaySMS, GatewayWebhooks
 from notifier.models import InboundMessage, SmsOptOut
 from notifier.runtime import Runtime
 from notifier.simulate import run_until
-from notifier.web import create_app, inbound_text, receipt
+from notifier.web import create_app
+from notifier.web.webhooks import inbound_text, receipt
 from tests.fakes import FakeTwilio
 from tests.fakes.gateway import FakeGateway
 from tests.test_track import CLINIC_NUMBER, PHONE, book, confirmation, opted_out, sent_sms

@@ -1,4 +1,4 @@
-"""The HTTP doors for FHIR servers and Cal.com, mounted by web.py next to `POST /v1/events`.
+"""The HTTP doors for FHIR servers and Cal.com, mounted by web/app.py next to `POST /v1/events`.
 
 Both end in the same `accept` as that route, so a booking answers alike whichever door it took.
 """
