@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
+from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -26,7 +28,12 @@ _SCHEDULED = {
 
 
 def templates(rt: Runtime) -> Jinja2Templates:
-    pages = Jinja2Templates(directory=rt.settings.templates_dir / "staff")
+    return _templates(rt.settings.templates_dir / "staff")
+
+
+@cache  # one environment per directory, so each template is parsed once, not on every page
+def _templates(directory: Path) -> Jinja2Templates:
+    pages = Jinja2Templates(directory=directory)
     pages.env.filters.update(
         clock=clock,
         when=when,
