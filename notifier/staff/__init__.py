@@ -18,8 +18,10 @@ __all__ = ["StaffSession", "StaffUser", "router"]
 
 
 def router(rt: Runtime) -> APIRouter:
-    """The dashboard's routes, for web.py to mount under /staff."""
+    """The dashboard's routes, for callers that still mount `router(rt)` under /staff. The routes
+    read the runtime from the app that `create_app` built, so `rt` is not used: mount
+    `notifier.staff.routes.router` itself."""
     # Imported on call: the CLI imports this package too, and needs no FastAPI.
     from .routes import router as routes
 
-    return routes(rt)
+    return routes
