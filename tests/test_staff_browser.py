@@ -22,8 +22,9 @@ from sqlalchemy import select
 from notifier.models import InboundMessage, Notification
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from notifier.web import create_app
 from tests.fakes import FakeTwilio
-from tests.test_staff_web import AMY, PASSWORD, TODAY_3PM, a_reply, book, new_staff, staff_app
+from tests.test_staff_web import AMY, PASSWORD, TODAY_3PM, a_reply, book, new_staff
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,7 +55,7 @@ def site(rt: Runtime) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(staff_app(rt), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import delete, select
@@ -22,7 +21,6 @@ from notifier.models import Appointment, Base, InboundMessage, Notification, Sms
 from notifier.remind import remind
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
-from notifier.staff import router
 from notifier.staff.accounts import create_staff
 from notifier.staff.models import StaffSession, StaffUser
 from notifier.states import Status, transition
@@ -34,14 +32,6 @@ from tests.fakes import FakeTwilio
 AMY = "amy@clinic.example"
 PASSWORD = "correct horse battery"
 TODAY_3PM = new_york(2026, 11, 30, 15, 0)  # the clock stands at 09:00 that Monday
-
-
-def staff_app(rt: Runtime) -> FastAPI:
-    app = create_app(rt)
-    # Until web.py mounts the dashboard itself.
-    if not any(getattr(route, "path", "").startswith("/staff") for route in app.routes):
-        app.include_router(router(rt), prefix="/staff")
-    return app
 
 
 def new_staff(rt: Runtime) -> None:
@@ -105,7 +95,7 @@ def log_in(client: TestClient, password: str = PASSWORD, **extra: str) -> Respon
 @pytest.fixture
 def client(rt: Runtime) -> Iterator[TestClient]:
     new_staff(rt)
-    with TestClient(staff_app(rt)) as test_client:
+    with TestClient(create_app(rt)) as test_client:
         yield test_client
 
 
@@ -134,7 +124,7 @@ def test_logging_in_goes_back_to_the_page_asked_for(client: TestClient) -> None:
 
 
 def test_over_https_the_session_cookie_is_secure(rt: Runtime, client: TestClient) -> None:
-    with TestClient(staff_app(rt), base_url="https://testserver") as https:
+    with TestClient(create_app(rt), base_url="https://testserver") as https:
         assert "Secure" in log_in(https).headers["set-cookie"]
     assert "Secure" not in log_in(client).headers["set-cookie"]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
+from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -26,7 +28,12 @@ _SCHEDULED = {
 
 
 def templates(rt: Runtime) -> Jinja2Templates:
-    pages = Jinja2Templates(directory=rt.settings.templates_dir / "staff")
+    return _templates(rt.settings.templates_dir / "staff")
+
+
+@cache  # one environment per directory, so each template is parsed once, not on every page
+def _templates(directory: Path) -> Jinja2Templates:
+    pages = Jinja2Templates(directory=directory)
     pages.env.filters.update(
         clock=clock,
         when=when,
@@ -43,7 +50,7 @@ def templates(rt: Runtime) -> Jinja2Templates:
 
 @pass_context
 def path(context: Context, name: str, **params: object) -> str:
-    """A page's path, wherever web.py mounted the dashboard (the prefix is not ours to know).
+    """A page's path, wherever create_app mounted the dashboard (the prefix is not ours to know).
     Each parameter is escaped: an id stored before ids kept to their alphabet may hold a "/",
     which would otherwise stop the whole page from rendering."""
     escaped = {key: quote(str(value), safe=":@") for key, value in params.items()}

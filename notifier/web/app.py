@@ -15,7 +15,7 @@ from ..bodies import invalid
 from ..db import DB_POOL_SIZE
 from ..integrations.routes import router as integration_routes
 from ..runtime import Runtime
-from ..staff import router as staff_routes
+from ..staff.routes import router as staff_routes
 from . import api, link_pages, operations, webhooks
 from .auth import api_key
 
@@ -35,7 +35,7 @@ def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> Fa
     app.include_router(webhooks.router)
     app.include_router(link_pages.router)
     app.include_router(integration_routes(rt, api_key, partial(api.accept_event, rt)))
-    app.include_router(staff_routes(rt), prefix="/staff")
+    app.include_router(staff_routes, prefix="/staff")
     app.include_router(operations.router)
     return app
 
