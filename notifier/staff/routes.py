@@ -1,4 +1,5 @@
-"""The dashboard's pages. notifier.web.app mounts `router` under /staff; every path here is relative to that.
+"""The dashboard's pages. `create_app` mounts `router` under /staff; every path here is
+relative to that.
 
 Reading pages are GETs; every button is a POST form carrying the session's CSRF token and ends
 in a redirect to a page that shows what happened (post/redirect/get: a reload never re-sends).
