@@ -26,8 +26,9 @@ services:
 test-tools:
 	scripts/ensure-test-tools
 
+# Two xdist workers: one runs the real-time process tests in turn, the other everything else.
 test: install services test-tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 # Measurements, not tests: each prints its figures against its target and a baseline.
 bench: install services

@@ -31,6 +31,18 @@ TABLES = (
 )
 
 
+# Tests that run real processes against the wall clock (a text a second, quiet hours to the
+# second, SIGKILLs, a shared Redis): one xdist worker runs them one after another, so they
+# neither share rate slots nor crowd each other's timing; the other worker runs the rest.
+REAL_TIME = {"test_chaos.py", "test_send_crash.py", "test_send_promises.py", "test_processes.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in REAL_TIME:
+            item.add_marker(pytest.mark.xdist_group("real_time"))
+
+
 def new_york(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
 ) -> datetime:
