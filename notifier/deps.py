@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from .runtime import Runtime
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    # async, though it awaits nothing: FastAPI runs a plain `def` dependency in a thread, a
+    # hand-off each request would pay for.
     return cast(Runtime, request.app.state.runtime)
 
 

@@ -16,21 +16,8 @@ from twilio.rest import Client
 from ...ratelimit import LocalRateLimiter, RateLimiter
 from .. import Message, SendError
 from .http import CALL_FAILED, call_failed
+from .twilio_codes import REASONS
 
-# Twilio errors that no retry will fix, and what each means for the patient's number.
-REASONS = {
-    21211: "invalid_number",
-    21212: "invalid_sender",
-    21408: "region_not_enabled",
-    21610: "opted_out",
-    21612: "unreachable",
-    21614: "not_mobile",
-    30003: "unreachable",
-    30004: "blocked",
-    30005: "unknown_number",
-    30006: "not_mobile",
-    30007: "filtered",
-}
 # Errors worth retrying: rate limits, and credentials, which staff can fix without losing messages.
 TRANSIENT_CODES = {20003, 20429, 30001, 30002, 30008}
 
@@ -136,8 +123,3 @@ def classify(exc: TwilioRestException) -> SendError:
     if code in TRANSIENT_CODES or exc.status == 429 or exc.status >= 500:
         return SendError("transient", text, str(code or exc.status))
     return SendError("permanent", text, str(code or exc.status))
-
-
-def reason_for(code: str | None) -> str | None:
-    """The reason for a failure code from a delivery receipt, if Twilio's code says one."""
-    return REASONS.get(int(code)) if code and code.isdigit() else None

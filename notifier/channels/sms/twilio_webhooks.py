@@ -16,7 +16,7 @@ from .. import (
     ReceiptStatus,
     WebhookRequest,
 )
-from .twilio import reason_for
+from .twilio_codes import reason_for
 
 # With Advanced Opt-Out, OptOutType names the kind of keyword Twilio matched, whatever the word.
 OPT_OUT_TYPES: dict[str, OptOutKind] = {"stop": "stop", "start": "start", "help": "help"}
