@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 
-from ..ingest import InvalidEvent, implausible_year
+from ..ingest import InvalidEvent, Time
 from ..models import BookingEvent
 from . import Ignored, error_reason, primary_language
 from .config import CalcomConfig, CalcomEventType
@@ -31,16 +30,6 @@ NO_ANSWER = "N/A"
 PLACEHOLDER_EMAIL_DOMAIN = "@sms.cal.com"
 # What Cal.com sends as X-Cal-Signature-256 when its webhook has no secret.
 NO_SECRET = "no-secret-provided"
-
-
-def _plausible(moment: datetime) -> datetime:
-    problem = implausible_year(moment)
-    if problem:
-        raise ValueError(problem)
-    return moment
-
-
-Moment = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class _In(BaseModel):
@@ -63,8 +52,8 @@ class _Booking(_In):
     uid: str = Field(min_length=1, max_length=80)
     type: str = ""  # the event type's slug
     event_type_id: int | None = None
-    start_time: Moment
-    end_time: Moment
+    start_time: Time
+    end_time: Time
     attendees: list[_Person] = Field(min_length=1)
     organizer: _Person | None = None
     responses: dict[str, Any] = {}
@@ -77,7 +66,7 @@ class _Booking(_In):
 
 class _Webhook(_In):
     trigger_event: str
-    created_at: Moment
+    created_at: Time
     payload: dict[str, Any]
 
 
