@@ -3,8 +3,8 @@
 A batch sends only what can go within the next second (`WITHIN_SECONDS`). The rest goes back to
 the schedule, due when its sender will have a slot, so a message waiting for its turn stays
 where a cancel, a re-plan or a STOP reaches it. What is held (`sending`) is looked at again
-right before its call (`recheck`), and each acceptance is written down before the batch starts
-another call. Every state change is a conditional update, so a redelivered task, a second
+right before its call (`recheck`). An email's acceptance is written down before the batch
+starts another call, a text's within `RECORD_SECONDS`. Every state change is a conditional update, so a redelivered task, a second
 worker or a re-plan racing with us can never make a message go out twice.
 """
 
@@ -156,7 +156,8 @@ class Batch:
 
     def send_all(self, outgoing: list[Outgoing]) -> dict[int, str]:
         """Calls the provider for each held message at its slot, as many at a time as
-        `calls.InFlight` says, and records each answer before starting the next call."""
+        `calls.InFlight` says, and records the answers as they come (an email's before the
+        next call starts)."""
         fates = {o.n.id: "lost-race" for o in outgoing if o.n.id not in self.held}
         waiting = iter([o for o in outgoing if o.n.id in self.held])
         answers: SimpleQueue[_Answer] = SimpleQueue()
