@@ -24,12 +24,12 @@ from .models import (
     InboundMessage,
     Notification,
     Patient,
-    SmsOptOut,
 )
 from .plan import Planned
 from .runtime import Runtime
 from .schedule import add
 from .states import Confirmation, Status, set_confirmation, transition
+from .store import opt_outs
 
 # Words reduced by keyword(): "Sí", "¡Sí!" and "si" are all SI; "Confirmo." is CONFIRMO.
 CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI", "CONFIRMO"}
@@ -83,22 +83,7 @@ def intent(word: str, opted_out: bool, opt_out: str | None = None) -> str:
 def is_opted_out(session: Session, phone: str | None) -> bool:
     if not phone:
         return False
-    row = session.get(SmsOptOut, phone)
-    return bool(row and row.active)
-
-
-def opt_out(session: Session, phone: str, source: str, now: datetime) -> None:
-    row = session.get(SmsOptOut, phone)
-    if row is None:
-        session.add(SmsOptOut(phone=phone, active=True, source=source, opted_out_at=now))
-    elif not row.active:
-        row.active, row.source, row.opted_out_at = True, source, now
-
-
-def opt_in(session: Session, phone: str, now: datetime) -> None:
-    row = session.get(SmsOptOut, phone)
-    if row is not None and row.active:
-        row.active, row.opted_in_at = False, now
+    return opt_outs.is_active(session, phone)
 
 
 @dataclass(frozen=True)
@@ -154,10 +139,10 @@ def _act(
     # Twilio answers STOP and START itself by default; a second answer would only confuse.
     ours = not policy.twilio_answers_keywords
     if message.intent == "stop":
-        opt_out(session, message.from_number, f"keyword:{keyword(message.body)}", now)
+        opt_outs.register(session, message.from_number, f"keyword:{keyword(message.body)}", now)
         return "reply_stop" if ours else None
     if message.intent == "start":
-        opt_in(session, message.from_number, now)
+        opt_outs.lift(session, message.from_number, now)
         return "reply_start" if ours else None
     if message.intent == "help":
         # Twilio's own HELP answer names neither the practice nor its phone: ours does,
@@ -332,7 +317,7 @@ def after_sms_failure(
     """A permanent SMS failure: record an opt-out the carrier told us of, or send by email."""
     patient = sms.appointment.patient
     if reason == "opted_out" and patient.phone:
-        opt_out(session, patient.phone, CARRIER_OPT_OUT, now)
+        opt_outs.register(session, patient.phone, CARRIER_OPT_OUT, now)
         return
     if reason not in EMAIL_INSTEAD or not (patient.email and patient.consent_email):
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import Appointment
@@ -60,3 +60,15 @@ def _unconfirmed(now: datetime, until: datetime) -> tuple[Any, ...]:
         Appointment.start_at > now,
         Appointment.start_at <= until,
     )
+
+
+def has_booked_after(session: Session, patient_id: str, now: datetime) -> bool:
+    """Whether the patient has a booked appointment starting after `now`."""
+    query = select(
+        exists().where(
+            Appointment.patient_id == patient_id,
+            Appointment.status == "booked",
+            Appointment.start_at > now,
+        )
+    )
+    return bool(session.scalar(query))
