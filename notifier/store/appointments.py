@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Appointment
+from ..models import Appointment, Patient
 
 
 def by_id(session: Session, appointment_id: str) -> Appointment | None:
@@ -72,3 +72,18 @@ def has_booked_after(session: Session, patient_id: str, now: datetime) -> bool:
         )
     )
     return bool(session.scalar(query))
+
+
+def booked_ahead_for_phone(session: Session, phone: str, now: datetime) -> list[Appointment]:
+    """The booked appointments starting after `now` of the patients with this number, soonest
+    first."""
+    return list(
+        session.scalars(
+            select(Appointment)
+            .join(Patient, Patient.id == Appointment.patient_id)
+            .where(
+                Patient.phone == phone, Appointment.status == "booked", Appointment.start_at > now
+            )
+            .order_by(Appointment.start_at)
+        )
+    )

@@ -173,3 +173,34 @@ def renew_lease(
         execution_options={"synchronize_session": False},
     )
     return set(renewed)
+
+
+def by_provider_id(session: Session, provider_id: str) -> Notification | None:
+    return session.scalar(select(Notification).where(Notification.provider_id == provider_id))
+
+
+def last_asked(session: Session, appointment_ids: list[str]) -> str | None:
+    """Which of these appointments the latest sent SMS asking for confirmation was about."""
+    return session.scalar(
+        select(Notification.appointment_id)
+        .where(
+            Notification.appointment_id.in_(appointment_ids),
+            Notification.channel == "sms",
+            Notification.ask_confirm.is_(True),
+            Notification.sent_at.is_not(None),
+        )
+        .order_by(Notification.sent_at.desc())
+        .limit(1)
+    )
+
+
+def has_email_in_slots(session: Session, appointment_id: str, kind: str, slots: list[str]) -> bool:
+    """Whether the appointment has an email of this kind, not cancelled, in one of `slots`."""
+    twin = select(Notification.id).where(
+        Notification.appointment_id == appointment_id,
+        Notification.kind == kind,
+        Notification.channel == "email",
+        Notification.slot.in_(slots),
+        Notification.status != "cancelled",
+    )
+    return session.scalar(twin.limit(1)) is not None

@@ -35,3 +35,7 @@ def locations_by_phone(session: Session, phones: Iterable[str]) -> dict[str, set
     for phone, location_id in rows:
         places[phone].add(location_id)
     return dict(places)
+
+
+def first_with_phone(session: Session, phone: str) -> Patient | None:
+    return session.scalars(select(Patient).where(Patient.phone == phone).limit(1)).first()
