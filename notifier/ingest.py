@@ -32,9 +32,10 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
 from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime, utc_naive
-from .schedule import PLANNED_INSERT, planned_arrays, replan, wanted_for
+from .schedule import replan, wanted_for
 from .states import Confirmation, Status, set_confirmation
 from .store import appointments, notifications
+from .store.planned import PLANNED_INSERT, planned_arrays
 
 EventType = Literal[
     "appointment.booked",
