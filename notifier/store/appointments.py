@@ -15,6 +15,11 @@ def by_id(session: Session, appointment_id: str) -> Appointment | None:
     return session.get(Appointment, appointment_id)
 
 
+def locked_by_id(session: Session, appointment_id: str) -> Appointment | None:
+    """The appointment, its row locked for this transaction (FOR UPDATE on PostgreSQL)."""
+    return session.get(Appointment, appointment_id, with_for_update=True)
+
+
 def one_by_id(session: Session, appointment_id: str) -> Appointment:
     """The appointment, which the caller knows is there (NoResultFound otherwise)."""
     return session.get_one(Appointment, appointment_id)
