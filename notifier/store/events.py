@@ -35,6 +35,10 @@ def mark_stale(session: Session, event_id: str) -> None:
     )
 
 
+def by_id(session: Session, event_id: str) -> BookingEvent | None:
+    return session.get(BookingEvent, event_id)
+
+
 def one_by_id(session: Session, event_id: str) -> BookingEvent:
     """The event, which the caller knows is stored (NoResultFound otherwise)."""
     return session.get_one(BookingEvent, event_id)

@@ -17,6 +17,11 @@ def by_id(session: Session, notification_id: int) -> Notification | None:
     return session.get(Notification, notification_id)
 
 
+def one_by_id(session: Session, notification_id: int) -> Notification:
+    """The notification, which the caller knows is there (NoResultFound otherwise)."""
+    return session.get_one(Notification, notification_id)
+
+
 def for_appointment(
     session: Session, appointment_id: str, *, with_history: bool = False
 ) -> list[Notification]:
@@ -204,3 +209,20 @@ def has_email_in_slots(session: Session, appointment_id: str, kind: str, slots: 
         Notification.status != "cancelled",
     )
     return session.scalar(twin.limit(1)) is not None
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the next `scheduled` row falls due."""
+    return session.scalar(
+        select(func.min(Notification.due_at)).where(Notification.status == "scheduled")
+    )
+
+
+def withdrawn(session: Session) -> Sequence[Row[Any]]:
+    """(patient_id, kind, channel, status, reason, updated_at) of each suppressed or cancelled
+    row."""
+    return session.execute(
+        select(Notification.patient_id, Notification.kind, Notification.channel,
+               Notification.status, Notification.reason, Notification.updated_at)
+        .where(Notification.status.in_(["suppressed", "cancelled"]))
+    ).all()  # fmt: skip
