@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 
 from .runtime import Runtime
 from .store import staff
@@ -28,3 +29,12 @@ def is_configured(rt: Runtime, key: str) -> bool:
 def is_issued(rt: Runtime, key: str) -> bool:
     with rt.sessions() as session:
         return staff.is_issued_key(session, digest(key))
+
+
+def issue(rt: Runtime, name: str) -> str:
+    """A new key under `name`; only its SHA-256 is kept, so this is the one time it is seen."""
+    key = "ntf_" + secrets.token_urlsafe(32)
+    with rt.sessions() as session:
+        staff.add_key(session, name, digest(key), rt.clock())
+        session.commit()
+    return key

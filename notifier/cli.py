@@ -190,15 +190,9 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def apikey(args: argparse.Namespace) -> None:
-    from .api_keys import digest
-    from .models import ApiKey
+    from .api_keys import issue
 
-    rt = runtime.from_env()
-    key = "ntf_" + secrets.token_urlsafe(32)
-    with rt.sessions() as session:
-        session.add(ApiKey(name=args.name, key_sha256=digest(key), created_at=rt.clock()))
-        session.commit()
-    print(key)
+    print(issue(runtime.from_env(), args.name))
 
 
 def doctor(args: argparse.Namespace) -> int:

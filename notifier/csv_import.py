@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from .clinic import Clinic
 from .ingest import EventConflict, InvalidEvent, apply_event, implausible_year
-from .models import BookingEvent
 from .runtime import Runtime
+from .store import events
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def booking_event(
     location = clinic.location(row.get("location", ""))
     zone = location.zone if location else None
     event_id = row.get("event_id") or derived_id(row)
-    seen = session.get(BookingEvent, event_id)
+    seen = events.by_id(session, event_id)
     # In UTC to the second, as the database gives it back: the replay must match byte for byte.
     default = (seen.occurred_at if seen else now).astimezone(UTC).replace(microsecond=0)
     occurred = _time(row, "occurred_at", zone) or default.isoformat()

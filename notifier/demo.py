@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from .channels import Message, Unpaced
 from .ingest import apply_event
-from .models import Notification
 from .runtime import Runtime
 from .settings import Settings
 from .simulate import SimulatedClock, run_until
-from .states import Status
+from .store import notifications
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -133,11 +130,7 @@ def play(day: date | None, out: TextIO) -> None:
             timeline.append((clock(), patient.id, f"event   appointment {kind}".replace("_", "-")))
         run_until(rt, datetime.combine(day + timedelta(days=100), time(12), NEW_YORK))
         with rt.sessions() as session:
-            skipped = session.execute(
-                select(Notification.patient_id, Notification.kind, Notification.channel,
-                       Notification.status, Notification.reason, Notification.updated_at)
-                .where(Notification.status.in_([Status.SUPPRESSED, Status.CANCELLED]))
-            ).all()  # fmt: skip
+            skipped = notifications.withdrawn(session)
         for sent_at, channel, message in sms.sent + email.sent:
             text = message.subject or message.text
             timeline.append((sent_at, _owner(rt, message), f"{channel:<7} {text}"))
@@ -149,7 +142,7 @@ def play(day: date | None, out: TextIO) -> None:
 
 def _owner(rt: Runtime, message: Message) -> str:
     with rt.sessions() as session:
-        return session.get_one(Notification, message.notification_id).patient_id
+        return notifications.one_by_id(session, message.notification_id).patient_id
 
 
 def _print(out: TextIO, rt: Runtime, day: date, timeline: list[tuple[datetime, str, str]]) -> None:

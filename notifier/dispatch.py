@@ -14,14 +14,13 @@ from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Notification
 from .reconcile import reconcile
 from .runtime import Runtime
 from .send import deliver
 from .states import Status, claim, transition
+from .store import notifications
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +56,9 @@ def reap(session: Session, now: datetime) -> None:
         (Status.QUEUED, Status.SCHEDULED, None),
         (Status.SENDING, Status.UNKNOWN, now),
     ):
-        expired = select(Notification.id).where(
-            Notification.status == status, Notification.lease_until < now
-        )
         moved = transition(
             session,
-            expired,
+            notifications.lease_expired(status, now),
             [status],
             to,
             now,
@@ -82,7 +78,7 @@ def tick(rt: Runtime, enqueue: Enqueue, owner: str) -> int:
         reap(session, rt.clock())
         reconcile(rt, session, rt.clock())
         lease = timedelta(seconds=rt.settings.queue_lease_seconds)
-        while (room := MAX_QUEUED - _queued(session)) > 0:
+        while (room := MAX_QUEUED - notifications.count_in(session, Status.QUEUED)) > 0:
             ids = claim_due(session, rt.clock(), owner, limit=min(room, CLAIM_BATCH), lease=lease)
             for start in range(0, len(ids), IDS_PER_TASK):
                 enqueue(ids[start : start + IDS_PER_TASK])
@@ -90,10 +86,6 @@ def tick(rt: Runtime, enqueue: Enqueue, owner: str) -> int:
             if len(ids) < min(room, CLAIM_BATCH):
                 break
     return total
-
-
-def _queued(session: Session) -> int:
-    return session.scalar(select(func.count()).where(Notification.status == Status.QUEUED)) or 0
 
 
 def clock_owner() -> str:

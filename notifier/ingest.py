@@ -10,7 +10,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,17 +23,15 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from sqlalchemy import Engine, bindparam, insert, select, text, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
-from .models import Appointment, BookingEvent, Notification, Patient, UTCDateTime, utc_naive
-from .schedule import PLANNED_INSERT, planned_arrays, replan, wanted_for
+from .models import Appointment, Notification, Patient
+from .schedule import replan, wanted_for
 from .states import Confirmation, Status, set_confirmation
-from .store import appointments, notifications
+from .store import appointments, events, notifications, patients
 
 EventType = Literal[
     "appointment.booked",
@@ -264,13 +261,9 @@ def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -
     before anything is stored."""
     event = parse_event(payload, clinic, now)
     digest = payload_digest(payload)
-    bind = session.get_bind()  # an Engine, unless the caller holds a transaction open for us
-    if (
-        isinstance(bind, Engine)
-        and bind.dialect.name == "postgresql"
-        and event.type == "appointment.booked"
-    ):
-        booked = _book_new(bind, clinic, event, digest, now)
+    engine = events.one_statement_engine(session) if event.type == "appointment.booked" else None
+    if engine is not None:
+        booked = _book_new(engine, clinic, event, digest, now)
         if booked is not None:
             return booked
     try:
@@ -284,13 +277,11 @@ def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -
 def _apply_once(
     session: Session, clinic: Clinic, event: EventIn, digest: str, now: datetime
 ) -> EventOutcome:
-    if not _recorded(session, event, digest, now):
+    if not events.insert_new(session, _event_row(event, digest, now)):
         return _replayed(session, event.id, digest)
-    appointment = session.get(Appointment, event.appointment.id, with_for_update=True)
+    appointment = appointments.locked_by_id(session, event.appointment.id)
     if appointment is not None and event.occurred_at < appointment.last_event_at:
-        session.execute(
-            update(BookingEvent).where(BookingEvent.id == event.id).values(outcome="ignored_stale")
-        )
+        events.mark_stale(session, event.id)
         session.commit()
         return EventOutcome(event.id, event.appointment.id, "ignored_stale", duplicate=False)
     new = appointment is None
@@ -305,17 +296,6 @@ def _apply_once(
         appointment=appointment,
         notifications=added if new else None,
     )
-
-
-def _recorded(session: Session, event: EventIn, digest: str, now: datetime) -> bool:
-    """Stores the event; False if it was stored before. Inserting first lets the primary key
-    say whether the event is new: one round trip instead of two for the usual case."""
-    try:
-        session.execute(insert(BookingEvent), _event_row(event, digest, now))
-    except IntegrityError:  # the event was applied before (or is being applied right now)
-        session.rollback()
-        return False
-    return True
 
 
 def _event_row(event: EventIn, digest: str, now: datetime) -> dict[str, Any]:
@@ -340,27 +320,12 @@ def _book_new(
     nothing written, when the appointment or the event is known, or another event for it is
     being applied right now: then it takes the general path."""
     patient_values = _patient_values(event.patient, now)
-    patient = Patient(**patient_values)
-    appointment = _new_appointment(event, patient, now)
+    appointment = _new_appointment(event, Patient(**patient_values), now)
     wanted = wanted_for(appointment, clinic, now)
-    values = {
-        **_prefixed("event_", _event_row(event, digest, now)),
-        **_prefixed("patient_", patient_values),
-        **_prefixed("appointment_", {c: getattr(appointment, c) for c in _APPOINTMENT_COLUMNS}),
-        **planned_arrays(wanted),
-        "now": utc_naive(now),
-        "staff": None,
-        "detail": "planned",
-    }
-    try:
-        with engine.connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-            rows = connection.execute(_book_statement(), values).all()
-    except IntegrityError:  # the same event or appointment, committed since the check
+    event_row = _event_row(event, digest, now)
+    ids = events.book_new(engine, event_row, patient_values, appointment, wanted, now)
+    if ids is None:
         return None
-    if not rows:
-        return None
-    ids = [row.id for row in rows if row.id is not None]
     added = [
         Notification(id=i, kind=p.kind, channel=p.channel, due_at=p.due_at, status=Status.SCHEDULED)
         for i, p in zip(ids, wanted, strict=True)
@@ -369,7 +334,7 @@ def _book_new(
 
 
 def _replayed(session: Session, event_id: str, digest: str) -> EventOutcome:
-    seen = session.get_one(BookingEvent, event_id)
+    seen = events.one_by_id(session, event_id)
     if seen.payload_sha256 != digest:
         raise EventConflict(f"event id {seen.id!r} was already used for a different event")
     return EventOutcome(seen.id, seen.appointment_id, seen.outcome, duplicate=True)
@@ -398,7 +363,7 @@ def event_result(session: Session, outcome: EventOutcome) -> tuple[Appointment, 
 def stored_booking(session: Session, appointment_id: str) -> dict[str, dict[str, Any]] | None:
     """A stored appointment and its patient as an event's `appointment` and `patient`: what a
     door may take as given when a cancel names only the appointment."""
-    appointment = session.get(Appointment, appointment_id)
+    appointment = appointments.by_id(session, appointment_id)
     if appointment is None:
         return None
     patient = appointment.patient
@@ -431,7 +396,7 @@ def stored_booking(session: Session, appointment_id: str) -> dict[str, dict[str,
 def _apply(
     session: Session, event: EventIn, appointment: Appointment | None, now: datetime
 ) -> Appointment:
-    patient = _upsert_patient(session, event.patient, now)
+    patient = patients.upsert(session, _patient_values(event.patient, now))
     if appointment is None:
         appointment = _new_appointment(event, patient, now)
         session.add(appointment)
@@ -504,100 +469,3 @@ def _patient_values(given: PatientIn, now: datetime) -> dict[str, Any]:
         "consent_marketing": given.consent.marketing,
         "updated_at": now,
     }
-
-
-def _upsert_patient(session: Session, given: PatientIn, now: datetime) -> Patient:
-    """One statement whether the patient is new or known; the Patient it returns (and any
-    already in the session) holds what was just written."""
-    return session.scalars(
-        _patient_upsert(),
-        _patient_values(given, now),
-        execution_options={"populate_existing": True},
-    ).one()
-
-
-# Statements in text, understood alike by PostgreSQL and SQLite: SQLAlchemy's own ON CONFLICT
-# statements are compiled anew on every use (they have no cache key), which costs more than
-# running them. Each is built once.
-_EVENT_COLUMNS = (
-    "id",
-    "appointment_id",
-    "type",
-    "occurred_at",
-    "received_at",
-    "payload_sha256",
-    "outcome",
-)
-_PATIENT_COLUMNS = tuple(c.name for c in Patient.__table__.c)
-_APPOINTMENT_COLUMNS = (
-    "id",
-    "patient_id",
-    "location_id",
-    "treatment_id",
-    "provider",
-    "start_at",
-    "end_at",
-    "status",
-    "confirmation",
-    "booked_at",
-    "rescheduled",
-    "last_event_at",
-    "created_at",
-    "updated_at",
-)
-_PATIENT_UPDATE = "ON CONFLICT (id) DO UPDATE SET " + ", ".join(
-    f"{c} = excluded.{c}" for c in _PATIENT_COLUMNS if c != "id"
-)
-
-
-def _insert(table: str, columns: tuple[str, ...], prefix: str = "") -> str:
-    """INSERT … SELECT of one row of named parameters, `:{prefix}{column}` each."""
-    names = ", ".join(f":{prefix}{c}" for c in columns)
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {names}"
-
-
-@cache
-def _patient_upsert() -> ExecutableReturnsRows:
-    upsert = text(
-        f"{_insert('patients', _PATIENT_COLUMNS)} {_PATIENT_UPDATE}"
-        f" RETURNING {', '.join(_PATIENT_COLUMNS)}"
-    )
-    upsert = upsert.bindparams(bindparam("updated_at", type_=UTCDateTime()))
-    # The RETURNING list is in the model's column order: text columns are matched by position.
-    return select(Patient).from_statement(upsert.columns(*Patient.__table__.c))
-
-
-@cache
-def _book_statement() -> TextClause:
-    """PostgreSQL, for `_book_new`. The patient goes in (or is updated) only if neither the
-    appointment nor the event is known, and each part after it only with the part before:
-    the patient before the appointment, as `_apply` takes them, so that the two paths lock
-    rows in the same order. A race with another event for the same appointment ends in a
-    unique violation, and nothing written. Times are given naive, in UTC, as the columns hold
-    them."""
-    return text(f"""
-        WITH patient AS (
-            {_insert("patients", _PATIENT_COLUMNS, "patient_")}
-            WHERE NOT EXISTS (
-                SELECT FROM appointments WHERE id = CAST(:appointment_id AS varchar)
-            ) AND NOT EXISTS (
-                SELECT FROM booking_events WHERE id = CAST(:event_id AS varchar)
-            )
-            {_PATIENT_UPDATE}
-            RETURNING id
-        ), appointment AS (
-            {_insert("appointments", _APPOINTMENT_COLUMNS, "appointment_")} FROM patient
-            RETURNING id, patient_id
-        ), event AS (
-            {_insert("booking_events", _EVENT_COLUMNS, "event_")} FROM appointment
-        ), {PLANNED_INSERT}
-        SELECT n.id FROM appointment AS a LEFT JOIN planned AS n ON true ORDER BY n.id
-    """)
-
-
-def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
-    return {f"{prefix}{key}": _naive(value) for key, value in values.items()}
-
-
-def _naive(value: Any) -> Any:
-    return utc_naive(value) if isinstance(value, datetime) else value

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from .models import Appointment, Notification, Patient, SmsOptOut
+from .models import Notification
 from .plan import next_allowed, plan
 from .runtime import Runtime
 from .schedule import recipient, visit
 from .states import Status
+from .store import appointments, opt_outs
 
 # Which appointment states each kind still makes sense in.
 ACTIVE_FOR = {
@@ -40,11 +40,11 @@ class Skip:
 
 def opted_out_phones(session: Session, rows: list[Notification]) -> set[str]:
     """Which of these rows' SMS numbers are in the opt-out registry, in one query."""
-    phones = {n.appointment.patient.phone for n in rows if n.channel == "sms"} - {None}
+    sms = (n.appointment.patient.phone for n in rows if n.channel == "sms")
+    phones = {phone for phone in sms if phone is not None}
     if not phones:
         return set()
-    query = select(SmsOptOut.phone).where(SmsOptOut.phone.in_(phones), SmsOptOut.active.is_(True))
-    return set(session.scalars(query))
+    return opt_outs.active_among(session, phones)
 
 
 def recheck(
@@ -65,7 +65,7 @@ def recheck(
         return Skip(Status.SUPPRESSED, "no_consent")
     if n.channel == "sms" and patient.phone in opted_out:
         return Skip(Status.SUPPRESSED, "opted_out")
-    if n.kind == "rebook" and _has_future_visit(session, patient, now):
+    if n.kind == "rebook" and appointments.has_booked_after(session, patient.id, now):
         return Skip(Status.SUPPRESSED, "already_rebooked")
     # Manual reminders and email fallbacks are not the policy's, so the plan cannot vouch for them.
     if n.kind != "manual" and not n.slot.startswith("fallback:"):
@@ -97,14 +97,3 @@ def allowed_from(rt: Runtime, n: Notification, moment: datetime) -> datetime:
         return moment
     zone = recipient(n.appointment.patient, location.zone).zone
     return next_allowed(moment, rt.clinic.policy.quiet_hours, zone)
-
-
-def _has_future_visit(session: Session, patient: Patient, now: datetime) -> bool:
-    query = select(
-        exists().where(
-            Appointment.patient_id == patient.id,
-            Appointment.status == "booked",
-            Appointment.start_at > now,
-        )
-    )
-    return bool(session.scalar(query))

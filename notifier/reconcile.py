@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .channels import Message, SendError
-from .models import Notification, Patient
+from .models import Notification
 from .runtime import Runtime
 from .states import Status, transition
+from .store import notifications
 from .track import apply_early_receipts
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,7 @@ RETRY_LOOKUP = timedelta(seconds=30)
 
 def reconcile(rt: Runtime, session: Session, now: datetime) -> int:
     """Looks up the unknown rows whose lease has passed; returns how many it settled."""
-    ready = session.scalars(
-        select(Notification)
-        .where(Notification.status == Status.UNKNOWN, Notification.lease_until <= now)
-        .order_by(Notification.lease_until)
-        .limit(BATCH)
-    ).all()
+    ready = notifications.unknown_due(session, now, BATCH)
     return sum(_settle(rt, session, n, now) for n in ready)
 
 
@@ -41,7 +36,9 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
     message = Message(n.id, to or "", n.body or "")
     channel = rt.sms if n.channel == "sms" else rt.email
     try:
-        provider_id = channel.find(message, _known_ids(session, patient))
+        provider_id = channel.find(
+            message, notifications.provider_ids_of_patient(session, patient.id)
+        )
     except SendError as exc:
         log.warning("notification %s: cannot reconcile yet: %s", n.id, exc)
         n.lease_until = now + RETRY_LOOKUP
@@ -62,11 +59,3 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
         )  # fmt: skip
     session.commit()
     return bool(moved)
-
-
-def _known_ids(session: Session, patient: Patient) -> set[str]:
-    """Provider ids already matched to this patient's other notifications."""
-    query = select(Notification.provider_id).where(
-        Notification.patient_id == patient.id, Notification.provider_id.is_not(None)
-    )
-    return {pid for pid in session.scalars(query) if pid}

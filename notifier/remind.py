@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from .clinic import ChannelName, Clinic
-from .models import Appointment, Notification
+from .models import Notification
 from .plan import Planned
 from .schedule import add, recipient
-from .store import notifications
+from .store import appointments, notifications
 
 # A second reminder this soon is taken for a double click, not for a wish to remind twice.
 REMIND_AGAIN_AFTER = timedelta(minutes=10)
@@ -53,7 +53,7 @@ def remind(
 ) -> Reminded:
     """Plans a reminder due now on each channel the patient may be reached on. Unless `force`,
     nothing is planned when one of `channels` had a manual reminder within REMIND_AGAIN_AFTER."""
-    appointment = session.get(Appointment, appointment_id)
+    appointment = appointments.by_id(session, appointment_id)
     if appointment is None:
         raise NoAppointment(f"no appointment {appointment_id!r}")
     if appointment.status != "booked" or appointment.start_at <= now:

@@ -4,18 +4,15 @@ cancels the pending ones the plan no longer wants (their moves are `states`').""
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .clinic import Clinic
-from .models import Appointment, Notification, Patient, UTCDateTime, utc_naive
+from .models import Appointment, Notification, Patient
 from .plan import Planned, Recipient, Visit, plan
-from .states import PENDING, Status, record, transition
+from .states import PENDING, Status, transition
+from .store import planned as planned_rows
 
 
 def recipient(patient: Patient, zone: ZoneInfo) -> Recipient:
@@ -44,7 +41,7 @@ def replan(
     cancelled, unchanged ones (whatever their state) kept. Returns the inserted ones. `new`
     says the appointment was just created, so it has no rows to read yet."""
     wanted = wanted_for(appointment, clinic, now)
-    stored = [] if new else _replannable(session, appointment.id)
+    stored = [] if new else planned_rows.replannable(session, appointment.id)
     have = {(n.kind, n.channel, n.slot, n.planned_for) for n in stored}
     keep = {(*p.key, p.due_at) for p in wanted}
     obsolete = [
@@ -68,15 +65,6 @@ def wanted_for(appointment: Appointment, clinic: Clinic, now: datetime) -> list[
     return plan(visit(appointment), who, treatment, clinic.policy, now)
 
 
-def _replannable(session: Session, appointment_id: str) -> list[Notification]:
-    query = select(Notification).where(
-        Notification.appointment_id == appointment_id,
-        Notification.kind != "manual",
-        Notification.status != Status.CANCELLED,
-    )
-    return list(session.scalars(query))
-
-
 def add(
     session: Session,
     appointment: Appointment,
@@ -89,100 +77,4 @@ def add(
     if not planned:
         return []
     detail = "manual" if staff else "planned"
-    if session.get_bind().dialect.name == "postgresql":
-        return _insert_planned(session, appointment, planned, now, staff, detail)
-    rows = [
-        Notification(
-            appointment_id=appointment.id,
-            patient_id=appointment.patient_id,
-            kind=p.kind,
-            channel=p.channel,
-            slot=p.slot,
-            ask_confirm=p.ask_confirm,
-            planned_for=p.due_at,
-            due_at=p.due_at,
-            expires_at=p.expires_at,
-            status=Status.SCHEDULED,
-            attempts=0,
-            staff=staff,
-            created_at=now,
-            updated_at=now,
-        )
-        for p in planned
-    ]
-    session.add_all(rows)
-    session.flush()
-    record(session, [r.id for r in rows], Status.SCHEDULED, now, detail)
-    return rows
-
-
-def _insert_planned(
-    session: Session,
-    appointment: Appointment,
-    planned: list[Planned],
-    now: datetime,
-    staff: str | None,
-    detail: str,
-) -> list[Notification]:
-    session.flush()  # a new appointment's patient_id is set by the flush
-    values = {
-        "appointment_id": appointment.id,
-        "patient_id": appointment.patient_id,
-        "staff": staff,
-        "now": now,
-        "detail": detail,
-        **planned_arrays(planned),
-    }
-    return list(session.scalars(_insert_planned_statement(), values))
-
-
-def planned_arrays(planned: list[Planned]) -> dict[str, list[Any]]:
-    """The parameters of `PLANNED_INSERT`: one array per column, times naive in UTC as the
-    columns hold them."""
-    return {
-        "kinds": [p.kind for p in planned],
-        "channels": [p.channel for p in planned],
-        "slots": [p.slot for p in planned],
-        "ask_confirm": [p.ask_confirm for p in planned],
-        "due_at": [utc_naive(p.due_at) for p in planned],
-        "expires_at": [utc_naive(p.expires_at) for p in planned],
-    }
-
-
-_RETURNED = ", ".join(c.name for c in Notification.__table__.c)
-# PostgreSQL: planned notifications and their history, for the appointment (`id`, `patient_id`)
-# of the relation named `appointment`, as the CTEs `planned` and `history`. The text is the same
-# however many rows a plan has (one array per column), so it is parsed and planned once per
-# connection, not once per booking as a multi-row VALUES list would be.
-PLANNED_INSERT = f"""
-    planned AS (
-        INSERT INTO notifications (appointment_id, patient_id, kind, channel, slot,
-            ask_confirm, planned_for, due_at, expires_at, status, attempts, staff, created_at,
-            updated_at)
-        SELECT a.id, a.patient_id, p.kind, p.channel, p.slot, p.ask_confirm, p.due_at,
-            p.due_at, p.expires_at, 'scheduled', 0, CAST(:staff AS varchar), :now, :now
-        FROM appointment AS a, unnest(CAST(:kinds AS text[]), CAST(:channels AS text[]),
-            CAST(:slots AS text[]), CAST(:ask_confirm AS boolean[]),
-            CAST(:due_at AS timestamp[]), CAST(:expires_at AS timestamp[]))
-            WITH ORDINALITY AS p(kind, channel, slot, ask_confirm, due_at, expires_at, n)
-        ORDER BY p.n  -- ids follow the plan's order, as a row-by-row insert gives them
-        RETURNING {_RETURNED}
-    ), history AS (
-        INSERT INTO notification_events (notification_id, status, at, detail)
-        SELECT id, 'scheduled', :now, :detail FROM planned ORDER BY id
-    )
-"""
-
-
-@cache
-def _insert_planned_statement() -> ExecutableReturnsRows:
-    """Built once: building it costs more than running it."""
-    statement = text(f"""
-        WITH appointment AS (
-            SELECT CAST(:appointment_id AS varchar) AS id,
-                CAST(:patient_id AS varchar) AS patient_id
-        ), {PLANNED_INSERT}
-        SELECT {_RETURNED} FROM planned ORDER BY id
-    """).bindparams(bindparam("now", type_=UTCDateTime()))
-    # The RETURNING list is in the model's column order: text columns are matched by position.
-    return select(Notification).from_statement(statement.columns(*Notification.__table__.c))
+    return planned_rows.add(session, appointment, planned, now, staff, detail)

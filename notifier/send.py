@@ -4,8 +4,9 @@ A batch sends only what can go within the next second (`WITHIN_SECONDS`). The re
 the schedule, due when its sender will have a slot, so a message waiting for its turn stays
 where a cancel, a re-plan or a STOP reaches it. What is held (`sending`) is looked at again
 right before its call (`recheck`). An email's acceptance is written down before the batch
-starts another call, a text's within `RECORD_SECONDS`. Every state change is a conditional update, so a redelivered task, a second
-worker or a re-plan racing with us can never make a message go out twice.
+starts another call, a text's within `RECORD_SECONDS`. Every state change is a conditional
+update, so a redelivered task, a second worker or a re-plan racing with us can never make a
+message go out twice.
 """
 
 from __future__ import annotations
@@ -15,23 +16,23 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from . import states
 from .calls import provider_calls
 from .channels import Message, SendError
 from .compose import compose
-from .models import Appointment, Notification
+from .models import Notification
 from .recheck import Skip, allowed_from, at_call, opted_out_phones, recheck
 from .runtime import Runtime
 from .states import Status, transition
+from .store import notifications
 from .track import after_sms_failure, apply_early_receipts
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
     looked = time.monotonic()
     with rt.sessions() as session:
         now = rt.clock()
-        claimed = _load(session, ids, Status.QUEUED)
+        claimed = notifications.batch(session, ids, Status.QUEUED)
         opted_out = opted_out_phones(session, claimed)
         fates: dict[int, str] = {}
         ready: list[tuple[Notification, Message]] = []
@@ -272,7 +273,7 @@ class Batch:
         waiting = self.held - self.called
         if waiting:
             with self.rt.sessions() as session:
-                rows = _load(session, waiting, Status.SENDING, owner=self.worker)
+                rows = notifications.batch(session, waiting, Status.SENDING, owner=self.worker)
                 opted_out = opted_out_phones(session, rows)
                 now = self.rt.clock()
                 self.held -= waiting - {n.id for n in rows}
@@ -294,18 +295,7 @@ class Batch:
             now = self.rt.clock()
             until = now + self.lease
             with self.rt.sessions() as session:
-                renewed = session.scalars(
-                    update(Notification)
-                    .where(
-                        Notification.id.in_(self.held),
-                        Notification.status == Status.SENDING,
-                        Notification.lease_owner == self.worker,
-                    )
-                    .values(lease_until=until, updated_at=now)
-                    .returning(Notification.id),
-                    execution_options={"synchronize_session": False},
-                )
-                self.held = set(renewed)
+                self.held = notifications.renew_lease(session, self.held, self.worker, until, now)
                 session.commit()
             self.lease_until = until
 
@@ -317,25 +307,6 @@ class Batch:
                 apply_early_receipts(self.session, early, self.rt.clock())
             self.sent_email = False
         self.session.commit()
-
-
-def _load(
-    session: Session, ids: Iterable[int], status: Status, owner: str | None = None
-) -> list[Notification]:
-    query = (
-        select(Notification)
-        .where(Notification.id.in_(list(ids)), Notification.status == status)
-        # One query, joined: a batch's rows, appointments and patients in one round trip.
-        .options(
-            joinedload(Notification.appointment, innerjoin=True).joinedload(
-                Appointment.patient, innerjoin=True
-            )
-        )
-        .order_by(Notification.id)
-    )
-    if owner is not None:
-        query = query.where(Notification.lease_owner == owner)
-    return list(session.scalars(query))
 
 
 def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: Status) -> Status:

@@ -9,13 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-
 from .dispatch import tick
-from .models import Notification
 from .runtime import Runtime
 from .send import deliver
-from .states import Status
+from .store import notifications
 
 
 def _deliver_all(rt: Runtime, ids: Sequence[int]) -> None:
@@ -37,9 +34,7 @@ def run_until(rt: Runtime, end: datetime) -> None:
         raise TypeError("run_until needs a runtime on a SimulatedClock")
     while True:
         with rt.sessions() as session:
-            due = session.scalar(
-                select(func.min(Notification.due_at)).where(Notification.status == Status.SCHEDULED)
-            )
+            due = notifications.next_due(session)
         if due is None or due > end:
             clock.now = max(clock.now, end)
             # A last beat at `end` reaps and reconciles; stop once it has nothing to send.

@@ -13,23 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .channels import DeliveryReceipt, InboundText
 from .models import (
     Appointment,
-    EarlyReceipt,
     InboundMessage,
     Notification,
     Patient,
-    SmsOptOut,
 )
 from .plan import Planned
 from .runtime import Runtime
 from .schedule import add
 from .states import Confirmation, Status, set_confirmation, transition
+from .store import appointments, notifications, opt_outs, patients, receipts, replies
 
 # Words reduced by keyword(): "Sí", "¡Sí!" and "si" are all SI; "Confirmo." is CONFIRMO.
 CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI", "CONFIRMO"}
@@ -83,22 +81,7 @@ def intent(word: str, opted_out: bool, opt_out: str | None = None) -> str:
 def is_opted_out(session: Session, phone: str | None) -> bool:
     if not phone:
         return False
-    row = session.get(SmsOptOut, phone)
-    return bool(row and row.active)
-
-
-def opt_out(session: Session, phone: str, source: str, now: datetime) -> None:
-    row = session.get(SmsOptOut, phone)
-    if row is None:
-        session.add(SmsOptOut(phone=phone, active=True, source=source, opted_out_at=now))
-    elif not row.active:
-        row.active, row.source, row.opted_out_at = True, source, now
-
-
-def opt_in(session: Session, phone: str, now: datetime) -> None:
-    row = session.get(SmsOptOut, phone)
-    if row is not None and row.active:
-        row.active, row.opted_in_at = False, now
+    return opt_outs.is_active(session, phone)
 
 
 @dataclass(frozen=True)
@@ -112,13 +95,11 @@ class Answer:
 def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> Answer:
     """Handles one incoming SMS; safe to call again for the same one."""
     sender = text.sender
-    if session.scalar(
-        select(InboundMessage.id).where(InboundMessage.provider_id == text.provider_id)
-    ):
+    if replies.seen(session, text.provider_id):
         return Answer(None, {})  # the provider retried a webhook we already handled
     what = intent(keyword(text.body), is_opted_out(session, sender), text.opt_out)
     appointment = match_appointment(rt, session, sender, text.to, now)
-    patient = appointment.patient if appointment else _patient_by_phone(session, sender)
+    patient = appointment.patient if appointment else patients.first_with_phone(session, sender)
     message = InboundMessage(
         provider_id=text.provider_id,
         from_number=sender,
@@ -154,10 +135,10 @@ def _act(
     # Twilio answers STOP and START itself by default; a second answer would only confuse.
     ours = not policy.twilio_answers_keywords
     if message.intent == "stop":
-        opt_out(session, message.from_number, f"keyword:{keyword(message.body)}", now)
+        opt_outs.register(session, message.from_number, f"keyword:{keyword(message.body)}", now)
         return "reply_stop" if ours else None
     if message.intent == "start":
-        opt_in(session, message.from_number, now)
+        opt_outs.lift(session, message.from_number, now)
         return "reply_start" if ours else None
     if message.intent == "help":
         # Twilio's own HELP answer names neither the practice nor its phone: ours does,
@@ -170,23 +151,10 @@ def _act(
         set_confirmation(appointment, Confirmation.WANTS_RESCHEDULE, now)
         return "reply_reschedule"
     message.needs_staff = True
-    return "reply_other" if _may_auto_reply(session, message.from_number, now) else None
-
-
-def _may_auto_reply(session: Session, phone: str, now: datetime) -> bool:
-    """A polite "we got your message" at most once a day, so a chat doesn't become a loop."""
-    recent = select(InboundMessage.id).where(
-        InboundMessage.from_number == phone,
-        InboundMessage.needs_staff.is_(True),
-        InboundMessage.appointment_id.is_(None) | (InboundMessage.intent == "other"),
-        InboundMessage.auto_replied.is_(True),
-        InboundMessage.received_at > now - AUTO_REPLY_EVERY,
-    )
-    return session.scalar(recent.limit(1)) is None
-
-
-def _patient_by_phone(session: Session, phone: str) -> Patient | None:
-    return session.scalars(select(Patient).where(Patient.phone == phone).limit(1)).first()
+    # A polite "we got your message" at most once a day, so a chat doesn't become a loop.
+    if replies.auto_replied_since(session, message.from_number, now - AUTO_REPLY_EVERY):
+        return None
+    return "reply_other"
 
 
 def match_appointment(
@@ -194,31 +162,12 @@ def match_appointment(
 ) -> Appointment | None:
     """The upcoming appointment a reply is about: the one the latest asking reminder was for,
     else the next one; a reply to a location's own number only matches that location's."""
-    upcoming = list(
-        session.scalars(
-            select(Appointment)
-            .join(Patient, Patient.id == Appointment.patient_id)
-            .where(
-                Patient.phone == phone, Appointment.status == "booked", Appointment.start_at > now
-            )
-            .order_by(Appointment.start_at)
-        )
-    )
+    upcoming = appointments.booked_ahead_for_phone(session, phone, now)
     at_location = [a for a in upcoming if _location_number(rt, a.location_id) == our_number]
     candidates = at_location or upcoming
     if not candidates:
         return None
-    asked = session.scalar(
-        select(Notification.appointment_id)
-        .where(
-            Notification.appointment_id.in_([a.id for a in candidates]),
-            Notification.channel == "sms",
-            Notification.ask_confirm.is_(True),
-            Notification.sent_at.is_not(None),
-        )
-        .order_by(Notification.sent_at.desc())
-        .limit(1)
-    )
+    asked = notifications.last_asked(session, [a.id for a in candidates])
     return next((a for a in candidates if a.id == asked), candidates[0])
 
 
@@ -242,7 +191,7 @@ def reply_context(
 
 def linked_appointment(session: Session, appointment_id: str) -> Appointment | None:
     """The appointment a patient's link names, while it is still booked."""
-    appointment = session.get(Appointment, appointment_id)
+    appointment = appointments.by_id(session, appointment_id)
     return appointment if appointment is not None and appointment.status == "booked" else None
 
 
@@ -259,7 +208,7 @@ def delivery_receipt(
     """Applies a delivery receipt; returns the notification when it moved it to a final state.
     A receipt never moves a state backwards; one for a send not yet recorded waits for it."""
     sid, to, code = receipt.provider_id, receipt.status, receipt.error_code
-    notification = session.scalar(select(Notification).where(Notification.provider_id == sid))
+    notification = notifications.by_provider_id(session, sid)
     if notification is None:
         _keep_for_later(session, receipt, now)
         return None
@@ -290,20 +239,10 @@ def _apply_receipt(
 
 def _keep_for_later(session: Session, receipt: DeliveryReceipt, now: datetime) -> None:
     # Receipts nobody claims within a day were for messages that are not ours: forget them.
-    session.execute(
-        delete(EarlyReceipt).where(EarlyReceipt.received_at < now - EARLY_RECEIPTS_KEPT)
+    receipts.forget_before(session, now - EARLY_RECEIPTS_KEPT)
+    receipts.keep(
+        session, receipt.provider_id, receipt.status, receipt.error_code, receipt.reason, now
     )
-    sid = receipt.provider_id
-    if session.get(EarlyReceipt, sid) is None:  # the first final state wins, as for a recorded send
-        session.add(
-            EarlyReceipt(
-                provider_id=sid,
-                status=receipt.status,
-                error_code=receipt.error_code,
-                reason=receipt.reason,
-                received_at=now,
-            )
-        )
     try:
         session.commit()
     except IntegrityError:  # the same early receipt twice at once
@@ -312,18 +251,13 @@ def _keep_for_later(session: Session, receipt: DeliveryReceipt, now: datetime) -
 
 def apply_early_receipts(session: Session, provider_ids: list[str], now: datetime) -> None:
     """Applies the receipts that came before these sends were recorded (caller commits)."""
-    early = session.scalars(
-        select(EarlyReceipt).where(EarlyReceipt.provider_id.in_(provider_ids))
-    ).all()
-    for receipt in early:
-        notification = session.scalar(
-            select(Notification).where(Notification.provider_id == receipt.provider_id)
-        )
+    for receipt in receipts.waiting_for(session, provider_ids):
+        notification = notifications.by_provider_id(session, receipt.provider_id)
         if notification is not None:
             _apply_receipt(
                 session, notification, receipt.status, receipt.error_code, receipt.reason, now
             )
-        session.delete(receipt)
+        receipts.drop(session, receipt)
 
 
 def after_sms_failure(
@@ -332,18 +266,12 @@ def after_sms_failure(
     """A permanent SMS failure: record an opt-out the carrier told us of, or send by email."""
     patient = sms.appointment.patient
     if reason == "opted_out" and patient.phone:
-        opt_out(session, patient.phone, CARRIER_OPT_OUT, now)
+        opt_outs.register(session, patient.phone, CARRIER_OPT_OUT, now)
         return
     if reason not in EMAIL_INSTEAD or not (patient.email and patient.consent_email):
         return
-    twin = select(Notification.id).where(
-        Notification.appointment_id == sms.appointment_id,
-        Notification.kind == sms.kind,
-        Notification.channel == "email",
-        Notification.slot.in_([sms.slot, f"fallback:{sms.id}"]),
-        Notification.status != Status.CANCELLED,
-    )
-    if session.scalar(twin.limit(1)) is None:
+    slots = [sms.slot, f"fallback:{sms.id}"]
+    if not notifications.has_email_in_slots(session, sms.appointment_id, sms.kind, slots):
         fallback = Planned(
             sms.kind, "email", f"fallback:{sms.id}", now, sms.expires_at, sms.ask_confirm
         )

@@ -20,7 +20,7 @@ from notifier.models import Notification
 from notifier.runtime import Runtime
 from notifier.send import RECORD_SECONDS, WITHIN_SECONDS, deliver
 from notifier.simulate import SimulatedClock
-from notifier.track import opt_out
+from notifier.store import opt_outs
 from tests.conftest import new_york
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink
@@ -85,7 +85,7 @@ class StopWhileWaiting(Around):
     def send(self, message: Message) -> str:
         self.calls += 1
         with self.rt.sessions() as session:  # the STOP lands after the first call began
-            opt_out(session, self.phone, "keyword:STOP", self.rt.clock())
+            opt_outs.register(session, self.phone, "keyword:STOP", self.rt.clock())
             session.commit()
         return self.channel.send(message)
 

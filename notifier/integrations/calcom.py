@@ -12,7 +12,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 
 from ..ingest import InvalidEvent, Time
-from ..models import BookingEvent
+from ..store import events
 from . import Ignored, error_reason, primary_language
 from .config import CalcomConfig, CalcomEventType
 
@@ -142,7 +142,7 @@ def _appointment_id(session: Session, booking: _Booking) -> str:
     its reminders move instead of a second appointment starting. Each reschedule is recorded
     under its new uid (the event id), which is how a later uid finds the first."""
     uid = booking.reschedule_uid or booking.uid
-    moved = session.get(BookingEvent, f"calcom:{uid}:BOOKING_RESCHEDULED")
+    moved = events.by_id(session, f"calcom:{uid}:BOOKING_RESCHEDULED")
     return moved.appointment_id if moved else uid
 
 

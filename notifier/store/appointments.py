@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Appointment
+from ..models import Appointment, Patient
 
 
 def by_id(session: Session, appointment_id: str) -> Appointment | None:
     return session.get(Appointment, appointment_id)
+
+
+def locked_by_id(session: Session, appointment_id: str) -> Appointment | None:
+    """The appointment, its row locked for this transaction (FOR UPDATE on PostgreSQL)."""
+    return session.get(Appointment, appointment_id, with_for_update=True)
 
 
 def one_by_id(session: Session, appointment_id: str) -> Appointment:
@@ -59,4 +64,31 @@ def _unconfirmed(now: datetime, until: datetime) -> tuple[Any, ...]:
         Appointment.confirmation == "unconfirmed",
         Appointment.start_at > now,
         Appointment.start_at <= until,
+    )
+
+
+def has_booked_after(session: Session, patient_id: str, now: datetime) -> bool:
+    """Whether the patient has a booked appointment starting after `now`."""
+    query = select(
+        exists().where(
+            Appointment.patient_id == patient_id,
+            Appointment.status == "booked",
+            Appointment.start_at > now,
+        )
+    )
+    return bool(session.scalar(query))
+
+
+def booked_ahead_for_phone(session: Session, phone: str, now: datetime) -> list[Appointment]:
+    """The booked appointments starting after `now` of the patients with this number, soonest
+    first."""
+    return list(
+        session.scalars(
+            select(Appointment)
+            .join(Patient, Patient.id == Appointment.patient_id)
+            .where(
+                Patient.phone == phone, Appointment.status == "booked", Appointment.start_at > now
+            )
+            .order_by(Appointment.start_at)
+        )
     )

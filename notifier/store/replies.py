@@ -69,3 +69,22 @@ def mark_handled(session: Session, message_id: int, staff: str, now: datetime) -
         execution_options={"synchronize_session": False},
     ).first()
     return handled is not None
+
+
+def seen(session: Session, provider_id: str) -> bool:
+    """Whether the inbound message with this provider id is recorded already."""
+    return bool(
+        session.scalar(select(InboundMessage.id).where(InboundMessage.provider_id == provider_id))
+    )
+
+
+def auto_replied_since(session: Session, phone: str, since: datetime) -> bool:
+    """Whether this number got an automatic answer to a message for staff after `since`."""
+    recent = select(InboundMessage.id).where(
+        InboundMessage.from_number == phone,
+        InboundMessage.needs_staff.is_(True),
+        InboundMessage.appointment_id.is_(None) | (InboundMessage.intent == "other"),
+        InboundMessage.auto_replied.is_(True),
+        InboundMessage.received_at > since,
+    )
+    return session.scalar(recent.limit(1)) is not None

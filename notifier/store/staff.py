@@ -41,3 +41,7 @@ def end_sessions_idle_or_old(session: Session, seen_by: datetime, created_by: da
 def is_issued_key(session: Session, key_sha256: str) -> bool:
     """Whether `notifier apikey` issued the key with this SHA-256 (hex)."""
     return session.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == key_sha256)) is not None
+
+
+def add_key(session: Session, name: str, key_sha256: str, now: datetime) -> None:
+    session.add(ApiKey(name=name, key_sha256=key_sha256, created_at=now))
