@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
+from importlib import metadata
 from pathlib import Path
 
 from . import db, logs, runtime, web_processes
@@ -21,6 +23,8 @@ log = logging.getLogger("notifier")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 failed, 2 a usage or configuration error (argparse's own too);
+    a user's mistake gets one line on stderr, never a traceback."""
     args = parser().parse_args(argv)
     quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check) or (
         args.run.__module__ == "notifier.staff.commands"
@@ -29,13 +33,23 @@ def main(argv: list[str] | None = None) -> int:
         json_logs = runtime.settings_from_env().json_logs
         logs.configure(logging.WARNING if quiet else logging.INFO, json_logs)
         return int(args.run(args) or 0)
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:  # settings and config files name what is wrong
         print(f"notifier: {exc}", file=sys.stderr)
         return 2
+    except EOFError:
+        print("notifier: no input to read (no terminal?): use --password-stdin", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader left (`notifier plan … | head`): nothing more to say, and nowhere to say it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="notifier", description=__doc__)
+    top.add_argument("--version", action="version", version=f"notifier {_version()}")
     commands = top.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, run: object, help: str) -> argparse.ArgumentParser:
@@ -48,8 +62,12 @@ def parser() -> argparse.ArgumentParser:
         ("web", web, "the HTTP API"),
     ):
         sub = command(name, run, help)
-        sub.add_argument("--host", default="127.0.0.1")
-        sub.add_argument("--port", type=int, default=8000)
+        sub.add_argument(
+            "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        )
+        sub.add_argument(
+            "--port", type=_port, default=8000, help="port to listen on (default 8000)"
+        )
         if name == "web":
             sub.add_argument(
                 "--workers",
@@ -60,17 +78,22 @@ def parser() -> argparse.ArgumentParser:
     worker_cmd = command(
         "worker", worker, "the Celery worker that sends (needs NOTIFIER_BROKER_URL)"
     )
-    worker_cmd.add_argument("--concurrency", type=int, default=None)
+    worker_cmd.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=None,
+        help="pool processes sending at once (default: one per core)",
+    )
     command("scheduler", scheduler, "the clock: claims due notifications, enqueues them")
     db_cmd = command("db", db_upgrade, "database schema")
-    db_cmd.add_argument("action", choices=["upgrade"])
+    db_cmd.add_argument("action", choices=["upgrade"], help="create or migrate the schema")
     demo_cmd = command("demo", demo, "play a whole clinic day, dry-run, and print the timeline")
     demo_cmd.add_argument(
-        "--date", help="the clinic day to play (YYYY-MM-DD); default: next Tuesday"
+        "--date", type=_day, help="the clinic day to play (YYYY-MM-DD); default: next Tuesday"
     )
     key_cmd = command("apikey", apikey, "create an API key (printed once, stored hashed)")
-    key_cmd.add_argument("action", choices=["create"])
-    key_cmd.add_argument("name")
+    key_cmd.add_argument("action", choices=["create"], help="what to do with the key")
+    key_cmd.add_argument("name", help="who the key is for, shown where it is used")
     command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
     templates_cmd = commands.add_parser("templates", help="SMS templates: check all, preview one")
     template_actions = templates_cmd.add_subparsers(required=True, metavar="ACTION")
@@ -81,13 +104,40 @@ def parser() -> argparse.ArgumentParser:
     add_template_commands(template_actions)
     add_commands(commands)
     remind_cmd = command("remind", remind_now, "send a reminder for an appointment now")
-    remind_cmd.add_argument("appointment_id")
-    remind_cmd.add_argument("--channel", choices=["sms", "email"], action="append")
-    remind_cmd.add_argument("--staff", default="cli")
+    remind_cmd.add_argument("appointment_id", help="the booking system's appointment id")
+    remind_cmd.add_argument(
+        "--channel",
+        choices=["sms", "email"],
+        action="append",
+        help="sms or email; give it twice for both (default sms)",
+    )
+    remind_cmd.add_argument(
+        "--staff", default="cli", help="who asked, for the appointment's history (default cli)"
+    )
     remind_cmd.add_argument(
         "--force", action="store_true", help="send even if one was sent in the last 10 minutes"
     )
     return top
+
+
+def _version() -> str:
+    try:
+        return metadata.version("notifier")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def _day(given: str) -> date:
+    try:
+        return datetime.strptime(given, "%Y-%m-%d").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {given!r}") from None
+
+
+def _port(given: str) -> int:
+    if not given.isdigit() or not 0 < int(given) < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {given!r}")
+    return int(given)
 
 
 def _local_secret(path: Path) -> str:
@@ -185,7 +235,7 @@ def db_upgrade(args: argparse.Namespace) -> None:
 def demo(args: argparse.Namespace) -> None:
     from .demo import play
 
-    day = datetime.strptime(args.date, "%Y-%m-%d").date() if args.date else None
+    day = args.date
     play(day, sys.stdout)
 
 

@@ -73,8 +73,14 @@ def test_staff_create_asks_twice_without_stdin(
 ) -> None:
     answers = iter(["correct horse 9", "correct horse 8"])
     monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    monkeypatch.setattr("notifier.staff.commands._at_terminal", lambda: True)
     code, _, err = notifier("staff", "create", "amy@clinic.example")
     assert (code, err) == (1, "notifier: the two passwords differ\n")
+
+
+def test_staff_create_without_a_terminal_points_to_password_stdin(notifier: Run) -> None:
+    code, _, err = notifier("staff", "create", "amy@clinic.example")
+    assert code == 1 and "--password-stdin" in err
 
 
 @pytest.mark.parametrize(

@@ -29,11 +29,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     _add_staff(commands)
     help = "import booking rows from a CSV file (columns: docs/staff.md)"
     importing = commands.add_parser("import", help=help, description=help)
-    importing.add_argument("file", type=Path)
+    importing.add_argument("file", type=Path, help="the CSV export (columns: docs/staff.md)")
     importing.set_defaults(run=import_file)
     help = "every message of an appointment, and the text of those still ahead"
     plan = commands.add_parser("plan", help=help, description=help)
-    plan.add_argument("appointment_id")
+    plan.add_argument("appointment_id", help="the booking system's appointment id")
     plan.set_defaults(run=show_plan)
 
 
@@ -45,7 +45,7 @@ def _add_staff(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ("password", staff_password, "set a new password; the account's sessions end"),
     ):
         sub = actions.add_parser(name, help=help, description=help)
-        sub.add_argument("email")
+        sub.add_argument("email", help="the staff member's sign-in address")
         sub.add_argument(
             "--password-stdin", action="store_true", help="read the password from stdin"
         )
@@ -55,7 +55,7 @@ def _add_staff(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ("enable", "open a closed account again"),
     ):
         sub = actions.add_parser(name, help=help, description=help)
-        sub.add_argument("email")
+        sub.add_argument("email", help="the staff member's sign-in address")
         sub.set_defaults(run=staff_access, active=name == "enable")
 
 
@@ -64,8 +64,8 @@ def add_template_commands(templates: argparse._SubParsersAction) -> None:  # typ
     help = "render a template with an example appointment and count its SMS segments"
     preview = templates.add_parser("preview", help=help, description=help)
     preview.add_argument("kind", help="reminder, confirmation, aftercare, …")
-    preview.add_argument("--channel", choices=["sms", "email"], default="sms")
-    preview.add_argument("--lang", choices=["en", "es"], default="en")
+    preview.add_argument("--channel", choices=["sms", "email"], default="sms", help="default sms")
+    preview.add_argument("--lang", choices=["en", "es"], default="en", help="default en")
     preview.set_defaults(run=preview_template)
 
 
@@ -74,9 +74,15 @@ def _fail(message: object, code: int = 1) -> int:
     return code
 
 
+def _at_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not _at_terminal():  # under `docker exec` or a script: nobody to ask
+        raise AccountError("no terminal to ask for the password: pipe it in with --password-stdin")
     password = getpass.getpass("Password: ")
     if getpass.getpass("Same password again: ") != password:
         raise AccountError("the two passwords differ")
