@@ -30,7 +30,8 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
 RECEIPT_ANSWERS = {code: answer for code, answer in ANSWERS.items() if code != 200}
 
 
-def twilio_webhooks(rt: Rt) -> TwilioWebhooks:
+async def twilio_webhooks(rt: Rt) -> TwilioWebhooks:
+    # async, as deps.runtime: a plain `def` dependency would cost each webhook a thread hand-off.
     return TwilioWebhooks(rt.settings.twilio_auth_token)
 
 
