@@ -81,6 +81,10 @@ class Patient(Base):
     consent_email: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_marketing: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The number a carrier said cannot take texts (a landline), and when. It is ours, not the
+    # booking system's: an event's upsert leaves it, and a new number in `phone` ends it.
+    not_mobile_phone: Mapped[str | None] = mapped_column(String(32))
+    not_mobile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Appointment(Base):
@@ -252,6 +256,30 @@ class EarlyReceipt(Base):
     # The failure in the clinic's words, as the provider's module read the code.
     reason: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class VisitAction(Base):
+    """A front-desk action on a visit (confirm, cancel, no-show, completed), with who did it and
+    what the visit was before, so that it can be shown and undone."""
+
+    __tablename__ = "visit_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id"), index=True)
+    # confirm | cancel | no_show | complete | undo
+    action: Mapped[str] = mapped_column(String(16))
+    # The form's one-time token: the same form posted again finds it taken and changes nothing.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    # The booking event the action became (none for a confirm, which is no booking event).
+    event_id: Mapped[str | None] = mapped_column(String(128))
+    staff: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    before_status: Mapped[str] = mapped_column(String(16))
+    before_confirmation: Mapped[str] = mapped_column(String(24))
+    before_end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # For an undo: the action it reversed. For an action: when and by whom it was undone.
+    undoes: Mapped[int | None] = mapped_column(Integer)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    undone_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class ApiKey(Base):

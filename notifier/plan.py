@@ -32,6 +32,8 @@ class Recipient:
     sms: bool  # has a mobile number and consented to SMS
     email: bool  # has an address and consented to email
     marketing: bool
+    # Wanted texts, but the number cannot take them (a landline): what would be texted is emailed.
+    texts_by_email: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def _cancelled(visit: Visit, recipient: Recipient) -> list[Planned]:
 
 
 def _reachable(channels: tuple[ChannelName, ...], recipient: Recipient) -> list[ChannelName]:
+    if recipient.texts_by_email:
+        channels = tuple(dict.fromkeys("email" if c == "sms" else c for c in channels))
     allowed = {"sms": recipient.sms, "email": recipient.email}
     return [c for c in channels if allowed[c]]
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from .models import Notification
 from .plan import next_allowed, plan
 from .runtime import Runtime
-from .schedule import recipient, visit
+from .schedule import cannot_take_texts, recipient, visit
 from .states import Status
 from .store import appointments, opt_outs
 
@@ -61,6 +61,8 @@ def recheck(
         return Skip(Status.SUPPRESSED, "stale")
     if appointment.status not in ACTIVE_FOR[n.kind]:
         return Skip(Status.CANCELLED, f"appointment {appointment.status}")
+    if n.channel == "sms" and cannot_take_texts(patient):
+        return Skip(Status.SUPPRESSED, "not_mobile")
     if not (who.sms if n.channel == "sms" else who.email):
         return Skip(Status.SUPPRESSED, "no_consent")
     if n.channel == "sms" and patient.phone in opted_out:

@@ -50,7 +50,7 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
             "reconciled: found at the provider",
             provider_id=provider_id, sent_at=now, lease_until=None,
         )  # fmt: skip
-        apply_early_receipts(session, [provider_id], now)
+        apply_early_receipts(session, rt.clinic, [provider_id], now)
     else:
         moved = transition(
             session, [n.id], [Status.UNKNOWN], Status.SCHEDULED, now,

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from .clinic import ChannelName, Clinic
 from .models import Notification
 from .plan import Planned
-from .schedule import add, recipient
+from .reminder_outcome import ReminderOutcome, reminder_now
+from .schedule import add
 from .store import appointments, notifications
 
 # A second reminder this soon is taken for a double click, not for a wish to remind twice.
@@ -40,6 +41,8 @@ class RemindedRecently(CannotRemind):
 class Reminded:
     created: list[Notification] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # channel -> why not
+    # channel -> what really happens: sent, held for quiet hours, or not sent and why
+    outcomes: dict[str, ReminderOutcome] = field(default_factory=dict)
 
 
 def remind(
@@ -67,12 +70,14 @@ def remind(
     )
     if earlier is not None:
         raise RemindedRecently(earlier, now)
-    who = recipient(appointment.patient, location.zone)
     result = Reminded()
     planned = []
     for channel in dict.fromkeys(channels):
-        if not (who.sms if channel == "sms" else who.email):
-            result.refused[channel] = f"patient has no {channel} consent or no {channel} address"
+        outcome = result.outcomes[channel] = reminder_now(
+            session, clinic, appointment, channel, now
+        )
+        if not outcome.goes:
+            result.refused[channel] = outcome.text.removeprefix("not sent: ")
             continue
         ask = appointment.confirmation == "unconfirmed"
         planned.append(Planned("manual", channel, now.isoformat(), now, appointment.start_at, ask))

@@ -16,12 +16,20 @@ from .store import planned as planned_rows
 
 
 def recipient(patient: Patient, zone: ZoneInfo) -> Recipient:
+    landline = cannot_take_texts(patient)
+    email = bool(patient.email and patient.consent_email)
     return Recipient(
         zone=ZoneInfo(patient.time_zone) if patient.time_zone else zone,
-        sms=bool(patient.phone and patient.consent_sms),
-        email=bool(patient.email and patient.consent_email),
+        sms=bool(patient.phone and patient.consent_sms) and not landline,
+        email=email,
         marketing=patient.consent_marketing,
+        texts_by_email=landline and email and patient.consent_sms,
     )
+
+
+def cannot_take_texts(patient: Patient) -> bool:
+    """A carrier told us the patient's number cannot take texts (and it is still their number)."""
+    return patient.phone is not None and patient.phone == patient.not_mobile_phone
 
 
 def visit(appointment: Appointment) -> Visit:

@@ -304,7 +304,7 @@ class Batch:
             sent, self.sent = self.sent, []
             early = states.record_sent(self.session, sent)
             if early:
-                apply_early_receipts(self.session, early, self.rt.clock())
+                apply_early_receipts(self.session, self.rt.clinic, early, self.rt.clock())
             self.sent_email = False
         self.session.commit()
 
@@ -348,7 +348,7 @@ def _failed_send(
         **({"lease_owner": None, "lease_until": None} | values),
     )
     if to == Status.FAILED and n.channel == "sms" and exc.outcome == "permanent":
-        after_sms_failure(session, n, exc.reason, now)
+        after_sms_failure(session, rt.clinic, n, exc.reason, now)
     session.commit()
     return to
 

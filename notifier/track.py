@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import landlines
 from .channels import DeliveryReceipt, InboundText
+from .clinic import Clinic
 from .models import (
     Appointment,
     InboundMessage,
@@ -203,7 +205,7 @@ def answer_by_link(session: Session, appointment: Appointment, action: str, now:
 
 
 def delivery_receipt(
-    session: Session, receipt: DeliveryReceipt, now: datetime
+    session: Session, clinic: Clinic, receipt: DeliveryReceipt, now: datetime
 ) -> Notification | None:
     """Applies a delivery receipt; returns the notification when it moved it to a final state.
     A receipt never moves a state backwards; one for a send not yet recorded waits for it."""
@@ -212,13 +214,14 @@ def delivery_receipt(
     if notification is None:
         _keep_for_later(session, receipt, now)
         return None
-    moved = _apply_receipt(session, notification, to, code, receipt.reason, now)
+    moved = _apply_receipt(session, clinic, notification, to, code, receipt.reason, now)
     session.commit()
     return notification if moved else None
 
 
 def _apply_receipt(
     session: Session,
+    clinic: Clinic,
     notification: Notification,
     to: str,
     code: str | None,
@@ -233,7 +236,7 @@ def _apply_receipt(
         error_code=code, reason=reason,
     )  # fmt: skip
     if moved and reason:
-        after_sms_failure(session, notification, reason, now)
+        after_sms_failure(session, clinic, notification, reason, now)
     return bool(moved)
 
 
@@ -249,25 +252,36 @@ def _keep_for_later(session: Session, receipt: DeliveryReceipt, now: datetime) -
         session.rollback()
 
 
-def apply_early_receipts(session: Session, provider_ids: list[str], now: datetime) -> None:
+def apply_early_receipts(
+    session: Session, clinic: Clinic, provider_ids: list[str], now: datetime
+) -> None:
     """Applies the receipts that came before these sends were recorded (caller commits)."""
     for receipt in receipts.waiting_for(session, provider_ids):
         notification = notifications.by_provider_id(session, receipt.provider_id)
         if notification is not None:
             _apply_receipt(
-                session, notification, receipt.status, receipt.error_code, receipt.reason, now
+                session,
+                clinic,
+                notification,
+                receipt.status,
+                receipt.error_code,
+                receipt.reason,
+                now,
             )
         receipts.drop(session, receipt)
 
 
 def after_sms_failure(
-    session: Session, sms: Notification, reason: str | None, now: datetime
+    session: Session, clinic: Clinic, sms: Notification, reason: str | None, now: datetime
 ) -> None:
-    """A permanent SMS failure: record an opt-out the carrier told us of, or send by email."""
+    """A permanent SMS failure: record an opt-out the carrier told us of, or send by email; a
+    number that cannot take texts stops being texted at all (`landlines`)."""
     patient = sms.appointment.patient
     if reason == "opted_out" and patient.phone:
         opt_outs.register(session, patient.phone, CARRIER_OPT_OUT, now)
         return
+    if reason == "not_mobile" and patient.phone:
+        landlines.found(session, clinic, patient.phone, sms, now)
     if reason not in EMAIL_INSTEAD or not (patient.email and patient.consent_email):
         return
     slots = [sms.slot, f"fallback:{sms.id}"]

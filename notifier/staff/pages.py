@@ -15,9 +15,11 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
+from ..channels.failure_words import in_plain_words
 from ..models import NotificationEvent
 from ..runtime import Runtime
 from ..states import Status
+from .desk import form_token, offered
 
 # What a return to `scheduled` meant, by the detail schedule.py recorded with it.
 _SCHEDULED = {
@@ -45,6 +47,9 @@ def _templates(directory: Path) -> Jinja2Templates:
         steps=steps,
     )
     pages.env.globals["path"] = path
+    pages.env.globals.update(
+        form_token=form_token, in_plain_words=in_plain_words, visit_offered=offered
+    )
     return pages
 
 

@@ -6,7 +6,7 @@ in a redirect to a page that shows what happened (post/redirect/get: a reload ne
 Signing in and out, and the dependencies that check both, are in signin.py.
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,10 +17,11 @@ from ..clinic import ChannelName
 from ..deps import Db, Rt
 from ..ingest import ID_PATTERN
 from ..remind import CannotRemind, RemindedRecently, remind
+from ..reminder_outcome import textable
 from ..runtime import Runtime
 from ..stats import stats
 from ..track import is_opted_out
-from . import actions, board, sessions, signin
+from . import actions, board, desk, search, sessions, signin
 from .models import StaffSession
 from .pages import templates
 from .sessions import Flash
@@ -55,7 +56,10 @@ def day_board(
         listed = board.unconfirmed_soon(s, rt.clinic, staff.location_id, now)
     else:
         listed = board.days_ahead(s, rt.clinic, staff.location_id, now, days)
-    return _render(request, rt, s, staff, "board.html", days=listed, span=days, show=show)
+    texts = textable(s, rt.clinic, [v.appointment for d in listed for v in d.visits], now)
+    return _render(
+        request, rt, s, staff, "board.html", days=listed, span=days, show=show, textable=texts
+    )
 
 
 @router.get("/appointments/{appointment_id}", name="staff_appointment")
@@ -67,7 +71,61 @@ def appointment_page(
     except UnknownAppointment as exc:
         return _render(request, rt, s, staff, "missing.html", 404, reason=str(exc))
     opted_out = is_opted_out(s, plan.appointment.patient.phone)
-    return _render(request, rt, s, staff, "appointment.html", plan=plan, opted_out=opted_out)
+    at_desk = desk.panel(s, rt.clinic, plan.appointment, rt.clock())
+    return _render(
+        request, rt, s, staff, "appointment.html", plan=plan, opted_out=opted_out, desk=at_desk
+    )
+
+
+@router.post("/appointments/{appointment_id}/visit", name="staff_visit")
+def visit_action(
+    request: Request,
+    rt: Rt,
+    s: Db,
+    staff: Staff,
+    form: Posted,
+    appointment_id: AppointmentId,
+    action: Annotated[Literal["confirm", "cancel", "no_show", "complete"], Form()],
+    token: Annotated[str, Form(max_length=64)] = "",
+    ended: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    try:
+        done = desk.act(
+            s, rt.clinic, appointment_id, action, token, staff.user.email, rt.clock(), ended
+        )
+    except actions.Refused as exc:
+        sessions.set_flash(s, staff, "error", str(exc))
+    else:
+        sessions.set_flash(s, staff, "ok", done.text)
+    return _back(request, form, "staff_appointment", appointment_id=appointment_id)
+
+
+@router.post("/appointments/{appointment_id}/undo/{action_id}", name="staff_undo")
+def undo_action(
+    request: Request,
+    rt: Rt,
+    s: Db,
+    staff: Staff,
+    form: Posted,
+    appointment_id: AppointmentId,
+    action_id: RowId,
+    token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    try:
+        done = desk.undo(
+            s, rt.clinic, appointment_id, action_id, token, staff.user.email, rt.clock()
+        )
+    except actions.Refused as exc:
+        sessions.set_flash(s, staff, "error", str(exc))
+    else:
+        sessions.set_flash(s, staff, "ok", done.text)
+    return _back(request, form, "staff_appointment", appointment_id=appointment_id)
+
+
+@router.get("/search", name="staff_search")
+def search_page(request: Request, rt: Rt, s: Db, staff: Staff, q: str = "") -> Response:
+    results = search.find(s, q)
+    return _render(request, rt, s, staff, "search.html", results=results)
 
 
 @router.post("/appointments/{appointment_id}/remind", name="staff_remind")
@@ -169,9 +227,12 @@ def _reminded(
         return Flash("error", f"Not sent again: {exc.staff} sent an {name} reminder {exc.ago}.")
     except CannotRemind as exc:
         return Flash("error", f"No reminder: {exc}.")
-    if result.created:
-        return Flash("ok", f"Reminder by {name} on its way: it goes out within seconds.")
-    return Flash("error", f"No {name} reminder: {result.refused[channel]}.")
+    said, title = result.outcomes[channel], name.capitalize() if channel == "email" else name
+    if not result.created:
+        return Flash("error", f"{title} reminder {said.text}.")
+    if said.result == "held":
+        return Flash("ok", f"{title} reminder {said.text}.")
+    return Flash("ok", f"{title} reminder sent: it goes out within seconds.")
 
 
 def _back(request: Request, form: FormData, name: str, **params: str) -> Response:

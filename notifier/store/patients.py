@@ -56,7 +56,9 @@ def upsert(session: Session, values: dict[str, Any]) -> Patient:
 # Statements in text, understood alike by PostgreSQL and SQLite: SQLAlchemy's own ON CONFLICT
 # statements are compiled anew on every use (they have no cache key), which costs more than
 # running them. Each is built once.
-PATIENT_COLUMNS = tuple(c.name for c in Patient.__table__.c)
+# Ours, not the booking system's: an event's upsert neither sets nor clears them.
+OWN_COLUMNS = ("not_mobile_phone", "not_mobile_at")
+PATIENT_COLUMNS = tuple(c.name for c in Patient.__table__.c if c.name not in OWN_COLUMNS)
 PATIENT_UPDATE = "ON CONFLICT (id) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in PATIENT_COLUMNS if c != "id"
 )
@@ -72,8 +74,9 @@ def insert_select(table: str, columns: tuple[str, ...], prefix: str = "") -> str
 def _patient_upsert() -> ExecutableReturnsRows:
     upsert = text(
         f"{insert_select('patients', PATIENT_COLUMNS)} {PATIENT_UPDATE}"
-        f" RETURNING {', '.join(PATIENT_COLUMNS)}"
+        f" RETURNING {', '.join(c.name for c in Patient.__table__.c)}"
     )
     upsert = upsert.bindparams(bindparam("updated_at", type_=UTCDateTime()))
-    # The RETURNING list is in the model's column order: text columns are matched by position.
+    # The RETURNING list is in the model's column order (ours included): text columns are
+    # matched by position.
     return select(Patient).from_statement(upsert.columns(*Patient.__table__.c))

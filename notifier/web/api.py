@@ -134,6 +134,7 @@ def _reminded(
     return {
         "notifications": [notification_json(n) for n in result.created],
         "refused": result.refused,
+        "outcome": {channel: said.as_json() for channel, said in result.outcomes.items()},
     }
 
 

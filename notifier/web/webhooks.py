@@ -74,7 +74,7 @@ def _received(rt: Runtime, text: InboundText) -> Answer:
 
 def _applied(rt: Runtime, given: DeliveryReceipt) -> None:
     with rt.sessions() as s:
-        delivery_receipt(s, given, rt.clock())
+        delivery_receipt(s, rt.clinic, given, rt.clock())
 
 
 async def signed(rt: Runtime, request: Request, read: Callable[[WebhookRequest], T]) -> T:

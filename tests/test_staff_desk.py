@@ -1,0 +1,297 @@
+"""The front desk acts on visits (confirm, cancel, no-show, completed, undo), sees failures in
+plain words, stops texting landlines, is told what a reminder really does, and finds patients;
+over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from notifier.models import Appointment, BookingEvent, Notification, Patient, VisitAction
+from notifier.runtime import Runtime
+from notifier.simulate import SimulatedClock, run_until
+from notifier.states import Status
+from notifier.track import opt_outs
+from notifier.web import create_app
+from tests.conftest import new_york
+from tests.fakes import FakeTwilio
+from tests.test_staff_web import AMY, TODAY_3PM, book, csrf, flash, log_in, new_staff
+from tests.test_track import receipt
+
+THURSDAY_10AM = new_york(2026, 12, 3, 10, 0)
+
+
+@pytest.fixture
+def amy(rt: Runtime) -> Iterator[TestClient]:
+    new_staff(rt)
+    with TestClient(create_app(rt)) as client:
+        assert log_in(client).status_code == 303
+        yield client
+
+
+def token(page_text: str, action: str) -> str:
+    """The one-time token of the page's form for `action`."""
+    found = re.search(
+        rf'name="token" value="([^"]+)">\s*<input type="hidden" name="action" value="{action}"',
+        page_text,
+    )
+    assert found, f"no {action} form"
+    return found[1]
+
+
+def press(amy: TestClient, apt: str, action: str, **extra: str) -> tuple[str, str]:
+    """Presses the action's button on the appointment page: (the flash, the token used)."""
+    page = amy.get(f"/staff/appointments/{apt}")
+    form = {"csrf": csrf(page), "action": action, "token": token(page.text, action), **extra}
+    return flash(amy.post(f"/staff/appointments/{apt}/visit", data=form)), form["token"]
+
+
+def statuses(rt: Runtime, apt: str) -> list[tuple[str, str, str, str]]:
+    with rt.sessions() as s:
+        rows = s.scalars(select(Notification).where(Notification.appointment_id == apt))
+        return sorted((n.kind, n.channel, n.slot, n.status) for n in rows)
+
+
+def test_cancelling_withdraws_the_reminders_tells_the_patient_and_a_replay_changes_nothing(
+    rt: Runtime, amy: TestClient
+) -> None:
+    book(rt, "apt-1", THURSDAY_10AM)
+    said, used = press(amy, "apt-1", "cancel", sure="on")
+    assert said == "Cancelled. The patient is told, and their reminders are withdrawn."
+    rows = statuses(rt, "apt-1")
+    assert [r for r in rows if r[0] == "reminder"] == [
+        ("reminder", "email", "48h", "cancelled"),
+        ("reminder", "sms", "2h", "cancelled"),
+        ("reminder", "sms", "48h", "cancelled"),
+    ]
+    assert ("cancellation", "sms", "", "scheduled") in rows
+    page = amy.get("/staff/appointments/apt-1")
+    assert f"Cancelled</strong> by {AMY}" in page.text
+    assert "Undo" not in page.text  # a cancel the patient has been told of is not undone
+    with rt.sessions() as s:
+        events_before = s.scalar(select(func.count()).select_from(BookingEvent))
+    again = {"csrf": csrf(page), "action": "cancel", "token": used, "sure": "on"}
+    assert flash(amy.post("/staff/appointments/apt-1/visit", data=again)).startswith("Already done")
+    assert statuses(rt, "apt-1") == rows
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(BookingEvent)) == events_before
+        assert s.scalars(select(VisitAction.staff)).all() == [AMY]
+
+
+def test_a_no_show_withdraws_the_aftercare_and_undo_restores_it(
+    rt: Runtime, amy: TestClient, clock: SimulatedClock
+) -> None:
+    book(rt, "apt-1", TODAY_3PM)
+    clock.now = TODAY_3PM + timedelta(minutes=10)
+    said, _ = press(amy, "apt-1", "no_show")
+    assert said == "Marked as a no-show. Its aftercare is withdrawn."
+    assert {r[3] for r in statuses(rt, "apt-1") if r[0] == "aftercare"} == {"cancelled"}
+    page = amy.get("/staff/appointments/apt-1")
+    undo = re.search(r'action="(/staff/appointments/apt-1/undo/\d+)"', page.text)
+    assert undo, page.text
+    tokens = re.findall(r'name="token" value="([^"]+)"', page.text)
+    answer = amy.post(undo[1], data={"csrf": csrf(page), "token": tokens[-1]})
+    assert flash(answer) == "Undone: the visit is booked again (it was no-show)."
+    aftercare = [r for r in statuses(rt, "apt-1") if r[0] == "aftercare"]
+    assert sorted(r[3] for r in aftercare) == ["cancelled", "cancelled", "scheduled", "scheduled"]
+    with rt.sessions() as s:
+        assert s.get_one(Appointment, "apt-1").status == "booked"
+        done = s.scalars(select(VisitAction).order_by(VisitAction.id)).all()
+        assert [(a.action, a.undone_by) for a in done] == [("no_show", AMY), ("undo", None)]
+    assert "(undone by" in amy.get("/staff/appointments/apt-1").text
+
+
+def test_a_completed_time_must_be_after_the_start_and_not_ahead(
+    rt: Runtime, amy: TestClient, clock: SimulatedClock
+) -> None:
+    book(rt, "apt-1", TODAY_3PM)
+    clock.now = TODAY_3PM + timedelta(minutes=40)
+    assert press(amy, "apt-1", "complete", ended="14:00")[0] == (
+        "The end time must be after the visit's start."
+    )
+    assert press(amy, "apt-1", "complete", ended="17:00")[0] == (
+        "The end time must not be later than now."
+    )
+    assert press(amy, "apt-1", "complete", ended="soon")[0] == (
+        "Give the time the visit ended, like 10:45."
+    )
+    assert press(amy, "apt-1", "complete", ended="15:35")[0] == (
+        "Marked completed. Aftercare follows from the end time given."
+    )
+    assert "Mark completed" not in amy.get("/staff/appointments/apt-1").text
+    with rt.sessions() as s:
+        apt = s.get_one(Appointment, "apt-1")
+        assert apt.end_at == TODAY_3PM + timedelta(minutes=35)
+        due = s.scalars(
+            select(Notification.due_at).where(
+                Notification.kind == "aftercare", Notification.status == Status.SCHEDULED
+            )
+        ).all()
+    assert set(due) == {TODAY_3PM + timedelta(minutes=95)}
+
+
+def test_a_confirm_by_staff_sets_the_confirmation_and_can_be_undone(
+    rt: Runtime, amy: TestClient
+) -> None:
+    book(rt, "apt-1", THURSDAY_10AM)
+    assert press(amy, "apt-1", "confirm")[0] == "Confirmed."
+    with rt.sessions() as s:
+        assert s.get_one(Appointment, "apt-1").confirmation == "confirmed"
+        assert s.scalar(select(func.count()).select_from(BookingEvent)) == 1  # the booking only
+    page = amy.get("/staff/appointments/apt-1")
+    undo = re.search(r'action="(/staff/appointments/apt-1/undo/\d+)"', page.text)
+    assert undo
+    tokens = re.findall(r'name="token" value="([^"]+)"', page.text)
+    answer = amy.post(undo[1], data={"csrf": csrf(page), "token": tokens[-1]})
+    assert flash(answer) == "Undone: the visit is unconfirmed again."
+    with rt.sessions() as s:
+        assert s.get_one(Appointment, "apt-1").confirmation == "unconfirmed"
+
+
+def test_forms_that_cannot_work_are_refused_not_failed(rt: Runtime, amy: TestClient) -> None:
+    book(rt, "apt-1", THURSDAY_10AM)
+    page = amy.get("/staff/appointments/apt-1")
+    base = {"csrf": csrf(page), "action": "no_show"}
+    answer = amy.post("/staff/appointments/apt-1/visit", data=base | {"token": "x" * 20})
+    assert flash(answer) == "This visit is upcoming: it cannot be marked a no-show."
+    answer = amy.post("/staff/appointments/apt-1/visit", data=base | {"token": "short"})
+    assert flash(answer) == "This form is out of date: reload the page and try again."
+    answer = amy.post("/staff/appointments/nope/visit", data=base | {"token": "y" * 20})
+    assert flash(answer) == "There is no appointment nope."
+    answer = amy.post("/staff/appointments/apt-1/visit", data=base | {"action": "explode"})
+    assert answer.status_code == 422
+    answer = amy.post(
+        "/staff/appointments/apt-1/undo/99", data={"csrf": csrf(page), "token": "z" * 20}
+    )
+    assert flash(answer) == "There is no such action to undo on this visit."
+    assert amy.post("/staff/appointments/apt-1/visit", data={"action": "cancel"}).status_code == 403
+
+
+def test_a_landline_found_by_30006_moves_the_patients_texts_to_email(
+    rt: Runtime, amy: TestClient, fake_twilio: FakeTwilio
+) -> None:
+    book(rt, "apt-1", THURSDAY_10AM)
+    run_until(rt, rt.clock())  # the booking confirmations go out
+    sid = fake_twilio.messages[-1]["sid"]
+    assert receipt(amy, rt, sid, "undelivered", "30006").status_code == 204
+    rows = statuses(rt, "apt-1")
+    assert ("reminder", "sms", "48h", "cancelled") in rows
+    assert ("reminder", "sms", "2h", "cancelled") in rows
+    assert ("reminder", "email", "2h", "scheduled") in rows  # the text's stand-in
+    assert ("reminder", "email", "48h", "scheduled") in rows
+    with rt.sessions() as s:
+        reasons = s.scalars(
+            select(Notification.reason).where(Notification.status == Status.CANCELLED)
+        ).all()
+        assert set(reasons) == {"not_mobile"}
+        patient = s.get_one(Patient, "pat-apt-1")
+        assert patient.not_mobile_phone == patient.phone
+    page = amy.get("/staff/appointments/apt-1")
+    assert "Send SMS reminder" not in page.text
+    assert "SMS: not sent: no mobile number" in page.text
+    assert "landline or can&#39;t receive texts" in page.text
+    assert "Text reminder" not in amy.get("/staff?days=7").text
+    # A booking event later (a new time) keeps the number unable to take texts.
+    book(rt, "apt-1", THURSDAY_10AM + timedelta(hours=2))
+    rows = statuses(rt, "apt-1")
+    assert not [r for r in rows if r[1] == "sms" and r[3] == "scheduled"]
+
+
+def test_a_landline_without_email_has_its_texts_withdrawn(
+    rt: Runtime, amy: TestClient, fake_twilio: FakeTwilio
+) -> None:
+    book(rt, "apt-1", THURSDAY_10AM, email=None)
+    run_until(rt, rt.clock())
+    sid = fake_twilio.messages[-1]["sid"]
+    receipt(amy, rt, sid, "failed", "21614")
+    rows = statuses(rt, "apt-1")
+    assert [r for r in rows if r[0] == "reminder"] == [
+        ("reminder", "sms", "2h", "cancelled"),
+        ("reminder", "sms", "48h", "cancelled"),
+    ]
+    page = amy.get("/staff/appointments/apt-1")
+    assert "not a mobile number" in page.text
+    assert "Email: not sent: no email address" in page.text
+    failed = amy.get("/staff/failed").text
+    assert '<strong class="small">not a mobile number</strong>' in failed
+
+
+def remind_flash(amy: TestClient, apt: str, channel: str = "sms") -> str:
+    page = amy.get(f"/staff/appointments/{apt}")
+    data = {"csrf": csrf(page), "channel": channel}
+    return flash(amy.post(f"/staff/appointments/{apt}/remind", data=data))
+
+
+def test_a_manual_reminder_says_what_really_happens(
+    rt: Runtime, amy: TestClient, clock: SimulatedClock
+) -> None:
+    book(rt, "apt-1", THURSDAY_10AM)
+    book(rt, "apt-2", THURSDAY_10AM, phone=None, patient_id="pat-2")
+    book(rt, "apt-3", THURSDAY_10AM, phone="+1 917 555 0162", patient_id="pat-3")
+    with rt.sessions() as s:
+        opt_outs.register(s, "+19175550162", "keyword:STOP", clock())
+        s.commit()
+    assert remind_flash(amy, "apt-1") == "SMS reminder sent: it goes out within seconds."
+    assert remind_flash(amy, "apt-2") == "SMS reminder not sent: no mobile number."
+    assert remind_flash(amy, "apt-3") == "SMS reminder not sent: patient opted out of texts."
+    clock.now = new_york(2026, 11, 30, 20, 30)
+    amy.get("/staff")  # a page view keeps the session going (12 idle hours end it)
+    clock.now = new_york(2026, 11, 30, 22, 30)
+    assert remind_flash(amy, "apt-1", "email") == "Email reminder sent: it goes out within seconds."
+    book(rt, "apt-4", THURSDAY_10AM, patient_id="pat-4", phone="+1 646 555 0177")
+    assert remind_flash(amy, "apt-4") == "SMS reminder held until 8:00 AM (quiet hours)."
+    page = amy.get("/staff/appointments/apt-3").text
+    assert "Send SMS reminder" not in page and "SMS: not sent: patient opted out of texts" in page
+    assert "Send email reminder" in page
+    book(rt, "apt-5", THURSDAY_10AM, patient_id="pat-5", phone="+1 347 555 0121")
+    answer = amy.post(
+        "/v1/appointments/apt-5/remind",
+        json={"channels": ["sms", "email"]},
+        headers={"Authorization": "Bearer test-key"},
+    )
+    assert answer.status_code == 202
+    assert answer.json()["outcome"] == {
+        "sms": {
+            "result": "held",
+            "text": "held until 8:00 AM (quiet hours)",
+            "at": new_york(2026, 12, 1, 8, 0).isoformat(),
+        },
+        "email": {"result": "sent", "text": "sent", "at": clock().isoformat()},
+    }
+
+
+def test_the_api_answers_the_reminders_outcome(rt: Runtime, amy: TestClient) -> None:
+    book(rt, "apt-2", THURSDAY_10AM, phone=None, patient_id="pat-2")
+    answer = amy.post(
+        "/v1/appointments/apt-2/remind",
+        json={"channels": ["sms", "email"]},
+        headers={"Authorization": "Bearer test-key"},
+    )
+    assert answer.status_code == 202
+    body = answer.json()
+    assert body["refused"] == {"sms": "no mobile number"}
+    assert body["outcome"] == {
+        "sms": {"result": "not_sent", "text": "not sent: no mobile number", "at": None},
+        "email": {"result": "sent", "text": "sent", "at": rt.clock().isoformat()},
+    }
+    assert [n["channel"] for n in body["notifications"]] == ["email"]
+
+
+def test_find_a_patient_by_phone_name_or_appointment_id(rt: Runtime, amy: TestClient) -> None:
+    book(rt, "apt-1", THURSDAY_10AM)
+    book(rt, "apt-2", THURSDAY_10AM, phone="+1 516 555 0188", patient_id="pat-2")
+    for query in ("(718) 555-0134", "718.555.0134", "+1 718-555-0134", "ana ruiz", "RUIZ", "apt-1"):
+        page = amy.get("/staff/search", params={"q": query})
+        assert page.status_code == 200
+        assert "/staff/appointments/apt-1" in page.text, query
+        assert "/staff/appointments/apt-2" not in page.text or query in ("ana ruiz", "RUIZ")
+    for hostile in ("%", "_", "\\", "'; drop table patients; --", "x" * 5000, "☃", "\x00"):
+        page = amy.get("/staff/search", params={"q": hostile})
+        assert page.status_code == 200, hostile
+        assert "/staff/appointments/apt-" not in page.text, repr(hostile)
+    assert 'role="search"' in amy.get("/staff/inbox").text
