@@ -287,7 +287,11 @@ def remind_now(args: argparse.Namespace) -> int:
             print(f"notifier: {exc}", file=sys.stderr)
             return 1
         for n in result.created:
-            print(f"reminder {n.id} by {n.channel} due now")
+            said = result.outcomes[n.channel]
+            print(
+                f"reminder {n.id} by {n.channel} "
+                + ("due now" if said.result == "sent" else said.text)
+            )
         for channel, why in result.refused.items():
             print(f"not by {channel}: {why}", file=sys.stderr)
     return 0 if result.created else 1

@@ -100,7 +100,7 @@ def test_find_todays_patient_text_a_reminder_and_see_it_arrive(
     ana.get_by_role("link", name="Ana Ruiz").click()
     page.get_by_role("button", name="Send SMS reminder").click()
     expect(page.get_by_role("status")).to_have_text(
-        "Reminder by SMS on its way: it goes out within seconds."
+        "SMS reminder sent: it goes out within seconds."
     )
     run_until(rt, rt.clock())
     assert [(m["to"], "reminder of your visit" in m["body"]) for m in fake_twilio.messages] == [

@@ -229,7 +229,7 @@ def test_send_reminder_now_plans_a_manual_reminder_by_the_staff_member(
     page = amy.get("/staff/appointments/apt-1")
     sms = amy.post("/staff/appointments/apt-1/remind", data={"csrf": csrf(page), "channel": "sms"})
     assert sms.url.path == "/staff/appointments/apt-1"
-    assert flash(sms) == "Reminder by SMS on its way: it goes out within seconds."
+    assert flash(sms) == "SMS reminder sent: it goes out within seconds."
     again = amy.post(
         "/staff/appointments/apt-1/remind", data={"csrf": csrf(page), "channel": "sms"}
     )
@@ -237,7 +237,7 @@ def test_send_reminder_now_plans_a_manual_reminder_by_the_staff_member(
     email = amy.post(
         "/staff/appointments/apt-1/remind", data={"csrf": csrf(page), "channel": "email"}
     )
-    assert flash(email) == ("No email reminder: patient has no email consent or no email address.")
+    assert flash(email) == "Email reminder not sent: patient did not agree to email."
     run_until(rt, rt.clock())
     assert [m["body"] for m in fake_twilio.messages if "reminder of your visit" in m["body"]]
     with rt.sessions() as session:
