@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from notifier.channels.failure_words import in_plain_words
+from notifier.clinic import load_clinic
 from notifier.models import Appointment, BookingEvent, Notification, Patient, VisitAction
+from notifier.plan import Recipient, Visit, plan
 from notifier.runtime import Runtime
+from notifier.settings import EXAMPLE_CLINIC
 from notifier.simulate import SimulatedClock, run_until
+from notifier.staff.search import as_phone
 from notifier.states import Status
 from notifier.track import opt_outs
 from notifier.web import create_app
@@ -295,3 +303,59 @@ def test_find_a_patient_by_phone_name_or_appointment_id(rt: Runtime, amy: TestCl
         assert page.status_code == 200, hostile
         assert "/staff/appointments/apt-" not in page.text, repr(hostile)
     assert 'role="search"' in amy.get("/staff/inbox").text
+
+
+def test_a_landline_patient_with_email_gets_by_email_what_would_have_been_texted() -> None:
+    clinic = load_clinic(Path(EXAMPLE_CLINIC))
+    treatment = clinic.treatment("botox-cosmetic")
+    assert treatment is not None
+    ny = ZoneInfo("America/New_York")
+    visit = Visit("booked", THURSDAY_10AM, THURSDAY_10AM + timedelta(minutes=30), TODAY_3PM)
+    who = Recipient(zone=ny, sms=False, email=True, marketing=False, texts_by_email=True)
+    planned = plan(visit, who, treatment, clinic.policy, TODAY_3PM)
+    assert sorted((p.kind, p.channel, p.slot) for p in planned) == [
+        ("aftercare", "email", ""),
+        ("confirmation", "email", "2026-12-03T15:00Z"),
+        ("reminder", "email", "2h"),
+        ("reminder", "email", "48h"),
+    ]
+    cancelled = replace(visit, status="cancelled", cancelled_at=TODAY_3PM)
+    assert [p.channel for p in plan(cancelled, who, treatment, clinic.policy, TODAY_3PM)] == [
+        "email"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("channel", "code", "reason", "words"),
+    [
+        ("sms", "30006", "not_mobile", "landline or can't receive texts"),
+        ("sms", "21610", "opted_out", "patient opted out at the carrier"),
+        ("sms", "30007", "filtered", "blocked as spam by the carrier"),
+        ("sms", "30008", None, "unknown error"),
+        ("sms", "39999", "undeliverable", "could not be delivered"),
+        ("sms", None, "provider", ""),
+        ("email", "550", "provider", "mailbox does not exist"),
+        ("email", "552", "provider", "mailbox full"),
+        ("email", "5x0", None, ""),
+    ],
+)
+def test_failures_in_plain_words(
+    channel: str, code: str | None, reason: str | None, words: str
+) -> None:
+    assert in_plain_words(channel, code, reason) == words
+
+
+@pytest.mark.parametrize(
+    ("typed", "e164"),
+    [
+        ("(718) 555-0134", "+17185550134"),
+        ("718 555 0134", "+17185550134"),
+        ("1-718-555-0134", "+17185550134"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("ana", None),
+        ("12345", None),
+        ("apt-17185550134", None),
+    ],
+)
+def test_a_phone_number_is_read_however_it_is_written(typed: str, e164: str | None) -> None:
+    assert as_phone(typed) == e164
