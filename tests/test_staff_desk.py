@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from notifier.plan import Recipient, Visit, plan
 from notifier.runtime import Runtime
 from notifier.settings import EXAMPLE_CLINIC
 from notifier.simulate import SimulatedClock, run_until
+from notifier.staff.desk import ALREADY, act
 from notifier.staff.search import as_phone
 from notifier.states import Status
 from notifier.track import opt_outs
@@ -359,3 +361,50 @@ def test_failures_in_plain_words(
 )
 def test_a_phone_number_is_read_however_it_is_written(typed: str, e164: str | None) -> None:
     assert as_phone(typed) == e164
+
+
+def test_hostile_desk_forms_get_an_answer_not_a_500(
+    rt: Runtime, amy: TestClient, clock: SimulatedClock
+) -> None:
+    book(rt, "apt-1", TODAY_3PM)
+    clock.now = TODAY_3PM + timedelta(minutes=40)
+    page = amy.get("/staff/appointments/apt-1")
+    form = {"csrf": csrf(page), "action": "complete", "token": token(page.text, "complete")}
+    for ended in ("15:\x0035", "25:99", "１５:３５", "15:35:00.000000+05:00", "-1"):
+        answer = amy.post("/staff/appointments/apt-1/visit", data=form | {"ended": ended})
+        assert answer.status_code == 200, ended
+        assert flash(answer) in (
+            "Give the time the visit ended, like 10:45.",
+            "The end time must be after the visit's start.",
+            "The end time must not be later than now.",
+        ), ended
+    for bad in ("tök\x00én" * 3, "x" * 65, "../../" * 4):
+        answer = amy.post("/staff/appointments/apt-1/visit", data=form | {"token": bad})
+        assert answer.status_code in (200, 422), bad
+    for path in ("/staff/appointments/apt-1/undo/0", f"/staff/appointments/apt-1/undo/{2**63}"):
+        assert amy.post(path, data={"csrf": csrf(page), "token": "t" * 20}).status_code == 422
+    with rt.sessions() as s:
+        assert s.get_one(Appointment, "apt-1").status == "booked"
+
+
+def test_the_same_form_posted_twice_at_once_acts_once(rt: Runtime, clock: SimulatedClock) -> None:
+    book(rt, "apt-1", THURSDAY_10AM)
+    form_token = "same-form-token-0123456789"
+
+    def press_cancel() -> str:
+        with rt.sessions() as s:
+            return act(s, rt.clinic, "apt-1", "cancel", form_token, AMY, clock()).text
+
+    with ThreadPoolExecutor(2) as pool:
+        said = sorted(pool.map(lambda _: press_cancel(), range(2)))
+    assert said == [ALREADY, "Cancelled. The patient is told, and their reminders are withdrawn."]
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(VisitAction)) == 1
+        staff_events = s.scalars(
+            select(BookingEvent.id).where(BookingEvent.id.like("staff:%"))
+        ).all()
+        assert len(staff_events) == 1
+        cancellations = s.scalars(
+            select(Notification).where(Notification.kind == "cancellation")
+        ).all()
+        assert len(cancellations) == 1

@@ -45,6 +45,7 @@ LABELS = {
 # A cancel is not undone here: the patient has been told, so only a new booking restores it.
 LEFT = {"confirm": "confirmed", "no_show": "no_show", "complete": "completed"}
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+END_TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})")  # what a time input sends: 24-hour HH:MM
 ALREADY = "Already done: that form was sent before, so nothing changed."
 
 
@@ -224,12 +225,11 @@ def _end(appointment: Appointment, clinic: Clinic, ended: str, now: datetime) ->
         raise Refused("This visit's location is no longer in the clinic's settings.")
     if not ended:
         return min(now, appointment.end_at)
-    try:
-        clock = time.fromisoformat(ended)
-    except ValueError:
-        raise Refused("Give the time the visit ended, like 10:45.") from None
+    given = END_TIME.fullmatch(ended)
+    if given is None or int(given[1]) > 23 or int(given[2]) > 59:
+        raise Refused("Give the time the visit ended, like 10:45.")
     day = appointment.start_at.astimezone(location.zone).date()
-    end = datetime.combine(day, clock.replace(second=0, microsecond=0), location.zone)
+    end = datetime.combine(day, time(int(given[1]), int(given[2])), location.zone)
     if end <= appointment.start_at:
         raise Refused("The end time must be after the visit's start.")
     if end > now:
