@@ -120,7 +120,8 @@ def undo(
         except ForbiddenMove as exc:
             session.rollback()
             raise Refused(f"Not undone: {exc}.") from None
-        return _kept(session, row, "Undone: the visit is unconfirmed again.")
+        again = "wants to reschedule" if done.before_confirmation == "wants_reschedule" else ""
+        return _kept(session, row, f"Undone: the visit is {again or 'unconfirmed'} again.")
     changes = {"end": done.before_end_at.isoformat()}
     return _as_event(session, clinic, appointment, row, "appointment.booked", changes, now)
 
