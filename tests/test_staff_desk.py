@@ -30,6 +30,7 @@ from notifier.track import opt_outs
 from notifier.web import create_app
 from tests.conftest import new_york
 from tests.fakes import FakeTwilio
+from tests.fakes.smtp import SMTPSink
 from tests.test_staff_web import AMY, TODAY_3PM, book, csrf, flash, log_in, new_staff
 from tests.test_track import receipt
 
@@ -183,7 +184,7 @@ def test_forms_that_cannot_work_are_refused_not_failed(rt: Runtime, amy: TestCli
 
 
 def test_a_landline_found_by_30006_moves_the_patients_texts_to_email(
-    rt: Runtime, amy: TestClient, fake_twilio: FakeTwilio
+    rt: Runtime, amy: TestClient, fake_twilio: FakeTwilio, smtp: SMTPSink
 ) -> None:
     book(rt, "apt-1", THURSDAY_10AM)
     run_until(rt, rt.clock())  # the booking confirmations go out
@@ -210,6 +211,16 @@ def test_a_landline_found_by_30006_moves_the_patients_texts_to_email(
     book(rt, "apt-1", THURSDAY_10AM + timedelta(hours=2))
     rows = statuses(rt, "apt-1")
     assert not [r for r in rows if r[1] == "sms" and r[3] == "scheduled"]
+    # Up to the visit, the reminders all arrive by email and nothing more is texted.
+    texted, mailed = len(fake_twilio.messages), len(smtp.messages)
+    run_until(rt, THURSDAY_10AM + timedelta(hours=2))
+    assert len(fake_twilio.messages) == texted
+    subjects = [m["Subject"].split(" - ")[0].strip() for m in smtp.messages[mailed:]]
+    assert subjects == [  # the new time's confirmation, the 48-hour and the 2-hour reminders
+        "Your appointment has been moved to Thu, Dec 3",
+        "Reminder: your appointment on Thu, Dec 3 at 12:00 PM",
+        "Reminder: your appointment on Thu, Dec 3 at 12:00 PM",
+    ]
 
 
 def test_a_landline_without_email_has_its_texts_withdrawn(
