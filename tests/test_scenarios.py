@@ -117,6 +117,7 @@ def test_cancel_sends_one_cancellation_and_no_reminders(
     assert received(rt, fake_twilio, smtp) == [
         ("Mon 30 09:00", "email", "confirmation"),
         ("Mon 30 09:00", "sms", "confirmation"),
+        ("Mon 30 15:00", "email", "cancellation"),
         ("Mon 30 15:00", "sms", "cancellation"),
     ]
     assert [s for s in statuses(rt) if s[0] == "reminder"] == [
