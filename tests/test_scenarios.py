@@ -232,7 +232,7 @@ def test_an_older_event_is_recorded_and_ignored(
     assert len(received(rt, fake_twilio, smtp)) == 7
 
 
-@pytest.mark.parametrize("language, word", [("es", "su cita es"), ("en", "you're booked")])
+@pytest.mark.parametrize("language, word", [("es", "su cita:"), ("en", "you're booked")])
 def test_messages_speak_the_patients_language(
     rt: Runtime, fake_twilio: FakeTwilio, smtp: SMTPSink, language: str, word: str
 ) -> None:
