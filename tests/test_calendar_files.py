@@ -4,20 +4,28 @@ two independent parsers (icalendar, vobject) off emails the real SMTP sink took.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import vobject
+from alembic import command
+from alembic.config import Config
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
+from notifier import db
 from notifier.ingest import apply_event
 from notifier.models import Appointment
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
-from tests.conftest import new_york
+from tests.conftest import POSTGRES_ADMIN_URL, new_york
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink
 
@@ -152,3 +160,58 @@ def test_a_replayed_event_moves_the_sequence_once(rt: Runtime, clock: SimulatedC
     post(rt, moved)
     with rt.sessions() as session:
         assert session.scalars(select(Appointment.calendar_sequence)).one() == 1
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_appointments_booked_before_the_counter_keep_their_calendars_sequence(
+    dialect: str, tmp_path: Path
+) -> None:
+    """Their calendar files said SEQUENCE = the booking time in seconds; the counter starts
+    there, or the next file would look older than the one the calendar holds."""
+    with scratch_database(dialect, tmp_path) as url:
+        engine = db.make_engine(url)
+        config = Config()
+        config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+            for statement in OLD_ROWS:
+                connection.exec_driver_sql(statement)
+        db.upgrade(engine)
+        with engine.connect() as connection:
+            (sequence,) = connection.exec_driver_sql(
+                "SELECT calendar_sequence FROM appointments"
+            ).one()
+        engine.dispose()
+    assert sequence == int(datetime(2026, 11, 30, 14, 0, 5, tzinfo=UTC).timestamp())
+
+
+OLD_ROWS = (
+    "INSERT INTO locations (id, name, time_zone) VALUES ('fh', 'Forest Hills', 'UTC')",
+    "INSERT INTO treatments (id, name) VALUES ('bx', 'Botox')",
+    "INSERT INTO patients (id, first_name, last_name, language, consent_sms, consent_email,"
+    " consent_marketing, updated_at) VALUES ('p1', 'Ana', 'Ruiz', 'en', true, true, false,"
+    " '2026-11-30 14:00:05')",
+    "INSERT INTO appointments (id, patient_id, location_id, treatment_id, start_at, end_at,"
+    " status, confirmation, booked_at, rescheduled, last_event_at, created_at, updated_at)"
+    " VALUES ('a1', 'p1', 'fh', 'bx', '2026-12-03 15:00:00', '2026-12-03 15:30:00', 'booked',"
+    " 'unconfirmed', '2026-11-30 14:00:05', false, '2026-11-30 14:00:05',"
+    " '2026-11-30 14:00:05', '2026-11-30 14:00:05')",
+)
+
+
+@contextlib.contextmanager
+def scratch_database(dialect: str, tmp_path: Path) -> Iterator[str]:
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path}/old.db"
+        return
+    name = f"notifier_migration_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
