@@ -152,3 +152,22 @@ def test_the_renderer_adds_the_line_only_when_told(renderer: Renderer) -> None:
         context["notification"]["opt_out_line"] = told
         text = renderer.render("reminder", "sms", "es", context).text
         assert text.endswith(STOP_ES) is told
+
+
+def test_a_first_text_settled_by_reconciliation_is_recorded_then(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    consent = {"sms": True, "email": False, "marketing": False}
+    post(rt, event("booked", VISIT, occurred_at=clock(), consent=consent))
+    fake_twilio.drop_next()  # Twilio takes the text, its answer is lost: `unknown`
+    run_until(rt, clock())
+    assert first_texts(rt) == {}
+    run_until(rt, clock() + timedelta(seconds=rt.settings.sending_lease_seconds + 1))
+    with rt.sessions() as session:
+        (confirmation,) = session.scalars(
+            select(Notification).where(Notification.kind == "confirmation")
+        )
+        assert confirmation.status == "sent"
+    assert first_texts(rt) == {"+17185550134": confirmation.id}
+    (text,) = texts_to(fake_twilio, "+17185550134")
+    assert text.endswith(STOP_EN)
