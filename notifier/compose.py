@@ -40,7 +40,9 @@ def compose(rt: Runtime, n: Notification, now: datetime, texted: bool = False) -
     treatment = rt.clinic.treatment(appointment.treatment_id)
     assert location is not None and treatment is not None  # recheck() made sure
     values = context(rt, n, location, treatment)
-    values["notification"]["opt_out_line"] = n.kind in MARKETING_KINDS or not texted
+    values["notification"]["opt_out_line"] = n.channel == "sms" and (
+        n.kind in MARKETING_KINDS or not texted
+    )
     rendered = rt.renderer.render(n.kind, n.channel, patient.language, values)
     if n.channel == "sms":
         return Message(n.id, patient.phone or "", rendered.text, sender=location.sender)
@@ -118,7 +120,6 @@ def _calendar_file(
     title = titles.get(language, titles["en"]).format(
         practice=rt.clinic.practice.name, treatment=treatment.wording(language)
     )
-    description = f"{location.name}: {location.display_phone}"
     data = appointment_ics(
         method=method,
         uid=f"appointment-{appointment.id}@{domain}",
@@ -126,7 +127,7 @@ def _calendar_file(
         start=appointment.start_at,
         end=appointment.end_at,
         location=f"{rt.clinic.practice.name}, {location.address}",
-        description=description,
+        description=f"{location.name}: {location.display_phone}",
         organizer=(rt.clinic.practice.name, _address(rt.settings.mail_from, domain)),
         attendee=appointment.patient.email,
         # One more with every change of time, place or status (ingest), so calendars move or

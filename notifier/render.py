@@ -318,11 +318,11 @@ class Renderer:
         values = {**context, "lang": lang, "links": _with_default_links(context.get("links"))}
         parts = [self._env.get_template(name).render(values) for name in names]
         if channel == "sms":
-            text = parts[0]
-            if values.get("notification", {}).get("opt_out_line"):
-                text = with_opt_out_line(_collapse(text), lang)
             # Collapsed after the GSM-7 pass so a dropped zero-width character leaves no gap.
-            return Rendered(subject=None, text=_collapse(to_gsm7(text)), html=None)
+            text = _collapse(to_gsm7(parts[0]))
+            if values.get("notification", {}).get("opt_out_line"):
+                text = to_gsm7(with_opt_out_line(text, lang))
+            return Rendered(subject=None, text=text, html=None)
         subject, text, html = parts
         return Rendered(subject=_collapse(subject), text=text.strip(), html=html.strip())
 
