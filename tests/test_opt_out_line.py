@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from notifier import states
+from notifier.channels import DeliveryReceipt
 from notifier.ingest import apply_event
 from notifier.models import Notification, SmsFirstText
 from notifier.render import OPT_OUT_LINES, Renderer, with_opt_out_line
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from notifier.track import delivery_receipt
 from tests.conftest import new_york
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink
@@ -171,3 +173,20 @@ def test_a_first_text_settled_by_reconciliation_is_recorded_then(
     assert first_texts(rt) == {"+17185550134": confirmation.id}
     (text,) = texts_to(fake_twilio, "+17185550134")
     assert text.endswith(STOP_EN)
+
+
+def test_a_first_text_that_never_arrived_leaves_the_line_to_the_next(
+    rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio
+) -> None:
+    consent = {"sms": True, "email": False, "marketing": False}
+    post(rt, event("booked", VISIT, occurred_at=clock(), consent=consent))
+    run_until(rt, clock())
+    (sid,) = [m["sid"] for m in fake_twilio.messages]
+    with rt.sessions() as session:
+        receipt = DeliveryReceipt(sid, "undelivered", "30003", "unreachable")
+        assert delivery_receipt(session, receipt, clock()) is not None
+    assert first_texts(rt) == {}
+    run_until(rt, new_york(2026, 12, 1, 10, 0))
+    first, reminder = texts_to(fake_twilio, "+17185550134")
+    assert first.endswith(STOP_EN) and reminder.endswith(STOP_EN)
+    assert set(first_texts(rt)) == {"+17185550134"}

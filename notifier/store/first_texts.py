@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..models import SmsFirstText
@@ -17,3 +17,9 @@ def texted_among(session: Session, phones: Iterable[str]) -> set[str]:
     if not wanted:
         return set()
     return set(session.scalars(select(SmsFirstText.phone).where(SmsFirstText.phone.in_(wanted))))
+
+
+def forget(session: Session, notification_id: int) -> None:
+    """The text that was a number's first never reached it (a receipt said so): the next text
+    is the first again, and carries the opt-out line."""
+    session.execute(delete(SmsFirstText).where(SmsFirstText.notification_id == notification_id))
