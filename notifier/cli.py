@@ -97,7 +97,10 @@ def parser() -> argparse.ArgumentParser:
     command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
     templates_cmd = commands.add_parser("templates", help="SMS templates: check all, preview one")
     template_actions = templates_cmd.add_subparsers(required=True, metavar="ACTION")
-    check_help = "every SMS template and its segments"
+    check_help = (
+        "every SMS template with worst-case names: characters, segments and encoding;"
+        " fails if one does not fit one GSM-7 segment for a 15-letter name"
+    )
     template_actions.add_parser("check", help=check_help, description=check_help).set_defaults(
         run=templates_check
     )
@@ -253,16 +256,14 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def templates_check(args: argparse.Namespace) -> int:
-    from .doctor import sms_template_segments
+    from .templates_check import report, rows
 
     rt = runtime.from_env()
-    rows = sms_template_segments(rt.renderer)
-    if not rows:
+    found = rows(rt.renderer)
+    if not found:
         print(f"notifier: no SMS templates under {rt.settings.templates_dir}", file=sys.stderr)
         return 1
-    for kind, lang, length, segments in rows:
-        print(f"{kind:<18} {lang}  {length:>3} chars  {segments} segment{'s' * (segments > 1)}")
-    return 0 if all(segments == 1 for *_, segments in rows) else 1
+    return 0 if report(found, sys.stdout) else 1
 
 
 def remind_now(args: argparse.Namespace) -> int:

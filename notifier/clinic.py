@@ -115,6 +115,9 @@ class Treatment(_Strict):
     aftercare_delay_minutes: int = Field(default=60, ge=0)
     avoid_hours: int = Field(default=4, ge=0)
     rebook_after_days: int | None = Field(default=None, gt=0)
+    # Minimum necessary: messages and calendar files say where and when, not what, unless
+    # the clinic opts in for this treatment (its patient_wording is then shown).
+    name_in_messages: bool = False
 
     @field_validator("patient_wording")
     @classmethod

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from . import db
 from .channels.email import SMTPEmail
-from .render import Renderer, sms_segments
+from .render import Renderer
 from .runtime import Runtime
 from .settings import Settings
 from .store import database
@@ -87,26 +87,19 @@ def example_context(kind: str, lang: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def sms_template_segments(renderer: Renderer) -> list[tuple[str, str, int, int]]:
-    """(kind, language, characters, segments) of every SMS template, rendered at its longest."""
-    rows = []
-    for kind in renderer.kinds():
-        for lang in ("en", "es"):
-            text_ = renderer.render(kind, "sms", lang, example_context(kind, lang)).text
-            rows.append((kind, lang, len(text_), sms_segments(text_)))
-    return rows
-
-
 def templates_summary(renderer: Renderer) -> str:
-    rows = sms_template_segments(renderer)
-    if not rows:
+    from .templates_check import rows  # which renders with this module's example_context
+
+    found = rows(renderer)
+    if not found:
         raise ValueError(f"no SMS templates under {renderer.directory}")
-    long = [
-        f"{kind}.{lang} ({segments} segments)" for kind, lang, _, segments in rows if segments > 1
-    ]
+    failed = [f"{row.kind}.{row.lang} ({row.variant})" for row in found if row.over]
+    accepted = [f"{row.kind}.{row.lang} ({row.variant})" for row in found if row.accepted]
+    long = sorted(set(failed) - set(accepted))
     if long:
-        raise ValueError("SMS over one segment: " + ", ".join(long))
-    return f"{len(rows)} SMS templates render, each in one segment"
+        raise ValueError("SMS over one GSM-7 segment: " + ", ".join(long))
+    summary = f"{len(found)} SMS texts render, each in one GSM-7 segment"
+    return summary + (f" (accepted over: {', '.join(accepted)})" if accepted else "")
 
 
 def database_state(rt: Runtime) -> str:

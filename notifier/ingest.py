@@ -403,6 +403,8 @@ def _apply(
         session.flush()
         return appointment
     apt = event.appointment
+    if _calendar_changes(appointment, event):
+        appointment.calendar_sequence += 1
     if apt.start != appointment.start_at and STATUS_AFTER[event.type] == "booked":
         appointment.booked_at = _learned(event, now)
         appointment.rescheduled = True
@@ -425,6 +427,17 @@ def _apply(
     return appointment
 
 
+def _calendar_changes(appointment: Appointment, event: EventIn) -> bool:
+    """Whether the patient's calendar entry changes: its time, its place, or whether it is
+    there at all (a cancel removes it, a booking after one puts it back)."""
+    apt = event.appointment
+    return (apt.start, apt.end, apt.location) != (
+        appointment.start_at,
+        appointment.end_at,
+        appointment.location_id,
+    ) or (STATUS_AFTER[event.type] == "cancelled") != (appointment.status == "cancelled")
+
+
 def _new_appointment(event: EventIn, patient: Patient, now: datetime) -> Appointment:
     apt = event.appointment
     return Appointment(
@@ -440,6 +453,7 @@ def _new_appointment(event: EventIn, patient: Patient, now: datetime) -> Appoint
         confirmation=Confirmation.UNCONFIRMED,
         booked_at=_learned(event, now),
         rescheduled=False,
+        calendar_sequence=0,
         # A cancel for a visit we never heard of tells the patient nothing new.
         cancelled_at=None,
         last_event_at=event.occurred_at,

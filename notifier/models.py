@@ -105,6 +105,9 @@ class Appointment(Base):
     booked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     rescheduled: Mapped[bool] = mapped_column(Boolean, default=False)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The calendar file's SEQUENCE: one more each time the visit's time, place or status
+    # changes, so a calendar replaces the event it holds (RFC 5545 wants a small integer).
+    calendar_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_event_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -220,6 +223,16 @@ class SmsOptOut(Base):
     source: Mapped[str] = mapped_column(String(64))
     opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime())
     opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SmsFirstText(Base):
+    """A number that has had its first text from us: written with the record of that send, so
+    the texts after it leave out the opt-out line the first one carried."""
+
+    __tablename__ = "sms_first_texts"
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class InboundMessage(Base):

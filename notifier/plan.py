@@ -106,8 +106,9 @@ def _after_visit(
 def _cancelled(visit: Visit, recipient: Recipient) -> list[Planned]:
     if visit.cancelled_at is None:
         return []
-    # By SMS; a patient we may not text still hears of it by email.
-    channels = _reachable(("sms", "email"), recipient)[:1]
+    # By SMS, and by email too: the email's calendar file takes the visit out of the
+    # patient's calendar (METHOD:CANCEL).
+    channels = _reachable(("sms", "email"), recipient)
     return [Planned("cancellation", c, "", visit.cancelled_at, visit.start) for c in channels]
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from .channels import Message, SendError
 from .models import Notification
 from .runtime import Runtime
-from .states import Status, transition
+from .states import Status, record_first_texts, transition
 from .store import notifications
 from .track import apply_early_receipts
 
@@ -51,6 +51,8 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
             provider_id=provider_id, sent_at=now, lease_until=None,
         )  # fmt: skip
         apply_early_receipts(session, rt.clinic, [provider_id], now)
+        if moved and n.channel == "sms":
+            record_first_texts(session, [{"nid": n.id, "at": now, "phone": to}])
     else:
         moved = transition(
             session, [n.id], [Status.UNKNOWN], Status.SCHEDULED, now,

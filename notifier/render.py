@@ -72,6 +72,38 @@ _LOOKALIKES = {
     "\ufeff": "",  # byte order mark
 }
 
+# Latin letters with no decomposition to strip an accent from, and their usual spelling in
+# plain Latin letters: "Łucja" goes as "Lucja" in GSM-7 rather than forcing UCS-2. (Ø, ø, Æ,
+# æ and ß are GSM-7 already.) Other scripts have no faithful form here: they stay as they are
+# and the text goes UCS-2.
+_TRANSLITERATIONS = {
+    "Ł": "L",
+    "ł": "l",
+    "Đ": "D",
+    "đ": "d",
+    "Ð": "D",
+    "ð": "d",
+    "Ħ": "H",
+    "ħ": "h",
+    "ı": "i",
+    "Œ": "OE",
+    "œ": "oe",
+    "Þ": "Th",
+    "þ": "th",
+    "Ŧ": "T",
+    "ŧ": "t",
+    "Ŀ": "L",
+    "ŀ": "l",
+    "Ŋ": "N",
+    "ŋ": "n",
+    "ĸ": "k",
+    "ſ": "s",
+    "ƒ": "f",
+}
+
+# CTIA: the first text to a number, and every marketing text, says how to stop them.
+OPT_OUT_LINES = {"en": "Reply STOP to opt out", "es": "Responda STOP para no recibir más"}
+
 _GSM7_SINGLE, _GSM7_MULTI = 160, 153
 _UCS2_SINGLE, _UCS2_MULTI = 70, 67
 
@@ -229,6 +261,8 @@ def _gsm7_char(ch: str) -> str:
         return ch
     if ch in _LOOKALIKES:
         return _LOOKALIKES[ch]
+    if ch in _TRANSLITERATIONS:
+        return _TRANSLITERATIONS[ch]
     if unicodedata.category(ch) == "Zs":  # non-breaking, thin, ideographic... spaces
         return " "
     # "á" decomposes to "a" + combining accent; keep the base letter(s) when they are GSM-7.
@@ -285,7 +319,10 @@ class Renderer:
         parts = [self._env.get_template(name).render(values) for name in names]
         if channel == "sms":
             # Collapsed after the GSM-7 pass so a dropped zero-width character leaves no gap.
-            return Rendered(subject=None, text=_collapse(to_gsm7(parts[0])), html=None)
+            text = _collapse(to_gsm7(parts[0]))
+            if values.get("notification", {}).get("opt_out_line"):
+                text = to_gsm7(with_opt_out_line(text, lang))
+            return Rendered(subject=None, text=text, html=None)
         subject, text, html = parts
         return Rendered(subject=_collapse(subject), text=text.strip(), html=html.strip())
 
@@ -310,6 +347,14 @@ class Renderer:
             f"no {channel} templates for kind {kind!r} in {language!r} or {FALLBACK_LANGUAGE!r} "
             f"under {self.directory}"
         )
+
+
+def with_opt_out_line(text: str, lang: str) -> str:
+    """The text, ending with how to stop texts (in English for a language without a line)."""
+    line = OPT_OUT_LINES.get(lang, OPT_OUT_LINES[FALLBACK_LANGUAGE])
+    if not text:
+        return line
+    return text + (" " if text[-1] in ".!?" else ". ") + line
 
 
 def _with_default_links(links: Mapping[str, str | None] | None) -> dict[str, str | None]:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from . import states
 from .calls import provider_calls
 from .channels import Message, SendError
-from .compose import compose
+from .compose import compose, texted_phones
 from .models import Notification
 from .recheck import Skip, allowed_from, at_call, opted_out_phones, recheck
 from .runtime import Runtime
@@ -66,12 +66,13 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
         now = rt.clock()
         claimed = notifications.batch(session, ids, Status.QUEUED)
         opted_out = opted_out_phones(session, claimed)
+        texted = texted_phones(session, claimed)
         fates: dict[int, str] = {}
         ready: list[tuple[Notification, Message]] = []
         for n in claimed:
             skip = recheck(rt, session, n, now, opted_out)
             if skip is None:
-                ready.append((n, compose(rt, n, now)))
+                ready.append((n, compose(rt, n, now, n.appointment.patient.phone in texted)))
             else:
                 fates[n.id] = _skip(session, n, skip, now, Status.QUEUED)
         batch = Batch(rt, session, worker, looked)
@@ -212,7 +213,8 @@ class Batch:
             return "lost-race"
         if not self.sent:
             self.sent_since = time.monotonic()
-        self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock()})
+        phone = n.appointment.patient.phone if n.channel == "sms" else None
+        self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock(), "phone": phone})
         self.sent_email |= n.channel == "email"
         return Status.SENT
 

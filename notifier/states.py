@@ -35,9 +35,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .models import Appointment, Notification, NotificationEvent, UTCDateTime
+from .models import Appointment, Notification, NotificationEvent, SmsFirstText, UTCDateTime
 
 
 class Status(StrEnum):
@@ -328,12 +330,17 @@ _RECORD_SENT = text(
         UPDATE notifications AS n
         SET status = 'sent', provider_id = s.pid, sent_at = s.at, updated_at = s.at,
             lease_owner = NULL, lease_until = NULL
-        FROM unnest(:ids, :pids, :ats) AS s (id, pid, at), relaxed
+        FROM unnest(:ids, :pids, :ats, :phones) AS s (id, pid, at, phone), relaxed
         WHERE n.id = s.id AND n.status IN ('sending', 'unknown')
-        RETURNING n.id, s.pid, s.at
+        RETURNING n.id, s.pid, s.at, s.phone
     ), history AS (
         INSERT INTO notification_events (notification_id, status, at)
         SELECT id, 'sent', at FROM sent
+    ), first_texts AS (
+        INSERT INTO sms_first_texts (phone, notification_id, sent_at)
+        SELECT DISTINCT ON (phone) phone, id, at FROM sent WHERE phone IS NOT NULL
+        ORDER BY phone, id
+        ON CONFLICT (phone) DO NOTHING
     )
     SELECT e.provider_id FROM early_receipts AS e JOIN sent ON e.provider_id = sent.pid
     """
@@ -341,18 +348,20 @@ _RECORD_SENT = text(
     bindparam("ids", type_=ARRAY(Integer())),
     bindparam("pids", type_=ARRAY(String())),
     bindparam("ats", type_=ARRAY(UTCDateTime())),
+    bindparam("phones", type_=ARRAY(String())),
 )
 
 
 def record_sent(session: Session, sent: list[dict[str, Any]]) -> list[str]:
     """sending (or unknown) → sent for each of `sent` ({"nid", "pid": the provider's id,
-    "at"}), with its history; returns the provider ids that may have a delivery receipt
-    waiting (`track.apply_early_receipts`)."""
+    "at", "phone": the number a text went to, None for an email}), with its history, and
+    the number's first text where it had none before (`record_first_texts`); returns the
+    provider ids that may have a delivery receipt waiting (`track.apply_early_receipts`)."""
     if not sent:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        columns = {"ids": "nid", "pids": "pid", "ats": "at"}
-        values = {name: [r[key] for r in sent] for name, key in columns.items()}
+        columns = {"ids": "nid", "pids": "pid", "ats": "at", "phones": "phone"}
+        values = {name: [r.get(key) for r in sent] for name, key in columns.items()}
         return list(session.scalars(_RECORD_SENT, values))
     moved = [r for r in sent if session.execute(_MARK_SENT, r).first() is not None]
     if moved:
@@ -360,7 +369,23 @@ def record_sent(session: Session, sent: list[dict[str, Any]]) -> list[str]:
             {"notification_id": r["nid"], "status": Status.SENT, "at": r["at"]} for r in moved
         ]
         session.execute(insert(NotificationEvent), history)
+        record_first_texts(session, moved)
     return [r["pid"] for r in moved]
+
+
+def record_first_texts(session: Session, sent: list[dict[str, Any]]) -> None:
+    """Marks the numbers among `sent` ({"nid", "at", "phone"}) as having had their first
+    text; a number marked before keeps its first. Written in the transaction that records the
+    send: the mark and the record of the send are committed together or not at all."""
+    rows = {r["phone"]: r for r in sorted(sent, key=lambda r: -r["nid"]) if r.get("phone")}
+    if not rows:
+        return
+    values = [
+        {"phone": p, "notification_id": r["nid"], "sent_at": r["at"]} for p, r in rows.items()
+    ]
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(SmsFirstText)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["phone"]), values)
 
 
 class Confirmation(StrEnum):

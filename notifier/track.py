@@ -29,7 +29,7 @@ from .plan import Planned
 from .runtime import Runtime
 from .schedule import add
 from .states import Confirmation, Status, set_confirmation, transition
-from .store import appointments, notifications, opt_outs, patients, receipts, replies
+from .store import appointments, first_texts, notifications, opt_outs, patients, receipts, replies
 
 # Words reduced by keyword(): "Sí", "¡Sí!" and "si" are all SI; "Confirmo." is CONFIRMO.
 CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI", "CONFIRMO"}
@@ -236,6 +236,7 @@ def _apply_receipt(
         error_code=code, reason=reason,
     )  # fmt: skip
     if moved and reason:
+        first_texts.forget(session, notification.id)
         after_sms_failure(session, clinic, notification, reason, now)
     return bool(moved)
 

@@ -139,7 +139,7 @@ def test_a_cancelled_appointment_cancels_the_pending_reminders(client: TestClien
         if n["status"] == "scheduled"
     }
     assert ("reminder", "sms") in left
-    assert scheduled == {("cancellation", "sms")}
+    assert scheduled == {("cancellation", "sms"), ("cancellation", "email")}
 
 
 def test_a_no_show_is_recorded(client: TestClient, clock: SimulatedClock) -> None:

@@ -58,13 +58,17 @@ def test_the_same_inputs_give_the_same_plan(clinic: Clinic) -> None:
     assert summary(clinic, visit) == summary(clinic, visit)
 
 
-def test_cancelled_plans_one_cancellation_by_sms(clinic: Clinic) -> None:
+def test_cancelled_plans_a_cancellation_by_sms_and_by_email(clinic: Clinic) -> None:
+    # The email carries the calendar file that takes the visit out of the patient's calendar.
     cancelled_at = BOOKED + timedelta(hours=3)
     visit = Visit("cancelled", START, END, BOOKED, cancelled_at=cancelled_at)
-    assert summary(clinic, visit, now=cancelled_at) == [("11-30 12:00", "cancellation", "sms")]
+    assert summary(clinic, visit, now=cancelled_at) == [
+        ("11-30 12:00", "cancellation", "email"),
+        ("11-30 12:00", "cancellation", "sms"),
+    ]
 
 
-def test_cancellation_falls_back_to_email_without_sms_consent(clinic: Clinic) -> None:
+def test_cancellation_goes_by_email_alone_without_sms_consent(clinic: Clinic) -> None:
     who = Recipient(zone=NY, sms=False, email=True, marketing=False)
     visit = Visit("cancelled", START, END, BOOKED, cancelled_at=BOOKED)
     assert summary(clinic, visit, who) == [("11-30 09:00", "cancellation", "email")]

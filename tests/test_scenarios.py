@@ -117,6 +117,7 @@ def test_cancel_sends_one_cancellation_and_no_reminders(
     assert received(rt, fake_twilio, smtp) == [
         ("Mon 30 09:00", "email", "confirmation"),
         ("Mon 30 09:00", "sms", "confirmation"),
+        ("Mon 30 15:00", "email", "cancellation"),
         ("Mon 30 15:00", "sms", "cancellation"),
     ]
     assert [s for s in statuses(rt) if s[0] == "reminder"] == [
@@ -231,7 +232,7 @@ def test_an_older_event_is_recorded_and_ignored(
     assert len(received(rt, fake_twilio, smtp)) == 7
 
 
-@pytest.mark.parametrize("language, word", [("es", "su cita es"), ("en", "you're booked")])
+@pytest.mark.parametrize("language, word", [("es", "su cita:"), ("en", "you're booked")])
 def test_messages_speak_the_patients_language(
     rt: Runtime, fake_twilio: FakeTwilio, smtp: SMTPSink, language: str, word: str
 ) -> None:

@@ -54,7 +54,7 @@ def phone(n: int) -> str:
 def kind_of(body: str) -> str:
     if "you're booked" in body:
         return "confirmation"
-    if "has been cancelled" in body:
+    if "is cancelled" in body:
         return "cancellation"
     return "other"
 

@@ -103,7 +103,7 @@ def test_find_todays_patient_text_a_reminder_and_see_it_arrive(
         "SMS reminder sent: it goes out within seconds."
     )
     run_until(rt, rt.clock())
-    assert [(m["to"], "reminder of your visit" in m["body"]) for m in fake_twilio.messages] == [
+    assert [(m["to"], ", reminder: " in m["body"]) for m in fake_twilio.messages] == [
         ("+17185550134", True)
     ]
     page.reload()

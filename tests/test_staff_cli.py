@@ -153,9 +153,9 @@ def test_plan_shows_what_went_and_the_text_of_what_is_ahead(rt: Runtime, notifie
         "  Tue Dec 01 10:00  reminder     sms   scheduled",
     ]
     assert lines[4:6] == [
-        "      North Shore Skin & Neurology: Hi Ana, see you Thu, Dec 3 at 10:00 AM in Forest"
-        " Hills! Reply C to confirm. To reschedule call (718) 555-0117",
-        "      (139 characters, 1 SMS segment)",
+        "      North Shore Skin & Neurology: Ana, see you Thu, Dec 3 10:00 AM in Forest"
+        " Hills! Reply C to confirm. Changes? (718) 555-0117",
+        "      (123 characters, 1 SMS segment)",
     ]
     assert "      Subject: Reminder: your appointment on Thu, Dec 3 at 10:00 AM" in out
     assert "  Thu Dec 03 11:30  aftercare    sms   scheduled" in lines
@@ -169,7 +169,7 @@ def test_templates_preview_prints_the_text_and_its_segments(notifier: Run) -> No
     code, out, _ = notifier("templates", "preview", "reminder", "--lang", "es")
     assert code == 0
     text, count = out.rstrip("\n").split("\n\n")
-    assert text.startswith("North Shore Skin & Neurology: Hola Christabelle,")
+    assert text.startswith("North Shore Skin & Neurology: Christabelle,")
     assert "Forest Hills" in text
     assert count == f"({len(text)} characters, 1 SMS segment)"
 

@@ -239,7 +239,7 @@ def test_send_reminder_now_plans_a_manual_reminder_by_the_staff_member(
     )
     assert flash(email) == "Email reminder not sent: patient did not agree to email."
     run_until(rt, rt.clock())
-    assert [m["body"] for m in fake_twilio.messages if "reminder of your visit" in m["body"]]
+    assert [m["body"] for m in fake_twilio.messages if ", reminder: " in m["body"]]
     with rt.sessions() as session:
         manual = session.scalars(select(Notification).where(Notification.kind == "manual")).one()
         assert (manual.staff, manual.channel, manual.status) == (AMY, "sms", "sent")
@@ -264,8 +264,8 @@ def test_the_appointment_page_shows_the_timeline_and_the_texts_ahead(
     page = amy.get("/staff/appointments/apt-1").text
     ahead, past = page.split("Messages so far")
     assert "Thu, Dec 3, 10:00 AM–10:30 AM" in page
-    assert "Hi Ana, see you Thu, Dec 3 at 10:00 AM in Forest Hills! Reply C to confirm." in ahead
-    assert "1 segment · 139 characters" in ahead
+    assert "Ana, see you Thu, Dec 3 10:00 AM in Forest Hills! Reply C to confirm." in ahead
+    assert "1 segment · 123 characters" in ahead
     assert "Subject:</strong> Reminder: your appointment on Thu, Dec 3" in ahead
     assert past.count("Booking confirmation") == 2
     assert "<strong>planned</strong> 9:00 AM" in past and "<strong>sent</strong> 9:00 AM" in past
@@ -327,8 +327,8 @@ def test_a_failed_message_is_retried_now_with_fresh_attempts(
     assert flash(again) == "This message is no longer failed: someone retried it already."
     run_until(rt, clock())
     assert [m["body"] for m in fake_twilio.messages] == [
-        "North Shore Skin & Neurology: Hi Ana, you're booked for Mon, Nov 30 at 3:00 PM in"
-        " Forest Hills. Questions? Call (718) 555-0117"
+        "North Shore Skin & Neurology: Ana, you're booked Mon, Nov 30 3:00 PM in Forest Hills."
+        " Questions? (718) 555-0117. Reply STOP to opt out"
     ]
 
 

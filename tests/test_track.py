@@ -347,9 +347,7 @@ def test_stop_then_a_scheduled_reminder_is_suppressed_and_start_sends_again(
     assert by_channel[("email", "48h")][0] == "sent"  # email goes on: its consent stands
     reply(client, rt, "START")
     run_until(rt, VISIT)
-    assert fake_twilio.messages[-1]["body"].startswith(
-        "North Shore Skin & Neurology: Hi Ana, see you"
-    )
+    assert fake_twilio.messages[-1]["body"].startswith("North Shore Skin & Neurology: Ana, see you")
 
 
 def test_twilio_error_21610_records_the_opt_out(

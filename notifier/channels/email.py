@@ -76,8 +76,12 @@ def build(message: Message, mail_from: str) -> EmailMessage:
     if message.html:
         mail.add_alternative(message.html, subtype="html")
     for item in message.attachments:
-        maintype, _, subtype = item.content_type.partition("/")
-        mail.add_attachment(item.data, maintype=maintype, subtype=subtype, filename=item.filename)
+        kind, *parameters = (part.strip() for part in item.content_type.split(";"))
+        maintype, _, subtype = kind.partition("/")
+        params = dict(p.partition("=")[::2] for p in parameters)  # method=CANCEL, charset=…
+        mail.add_attachment(
+            item.data, maintype=maintype, subtype=subtype, filename=item.filename, params=params
+        )
     return mail
 
 

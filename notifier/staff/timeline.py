@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from ..clinic import Location
-from ..compose import compose
+from ..compose import compose, texted_phones
 from ..ingest import is_id
 from ..models import Appointment, InboundMessage, Notification
 from ..render import sms_segments
@@ -65,15 +65,15 @@ def timeline(rt: Runtime, session: Session, appointment_id: str, now: datetime) 
             f"appointment {appointment_id!r} is at {appointment.location_id!r},"
             " which the clinic config no longer has"
         )
-    entries = [
-        Entry(n, preview(rt, n, now) if n.status in PENDING else None)
-        for n in notifications.for_appointment(session, appointment_id, with_history=True)
-    ]
+    rows = notifications.for_appointment(session, appointment_id, with_history=True)
+    texted = texted_phones(session, rows)
+    entries = [Entry(n, preview(rt, n, now, texted) if n.status in PENDING else None) for n in rows]
     answers = replies.for_appointment(session, appointment_id)
     return Timeline(appointment, location, entries, answers)
 
 
-def preview(rt: Runtime, n: Notification, now: datetime) -> Preview:
-    message = compose(rt, n, now)
+def preview(rt: Runtime, n: Notification, now: datetime, texted: set[str]) -> Preview:
+    """As it would go now: with the opt-out line if the number has had no text yet."""
+    message = compose(rt, n, now, n.appointment.patient.phone in texted)
     segments = sms_segments(message.text) if n.channel == "sms" else None
     return Preview(message.subject, message.text, segments)
