@@ -11,10 +11,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, datetime
-from importlib import metadata
 from pathlib import Path
 
-from . import db, logs, runtime, web_processes
+from . import db, logs, runtime, version, web_processes
 from .clinic import ConfigError
 from .runtime import Runtime
 from .staff.commands import add_commands, add_template_commands
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="notifier", description=__doc__)
-    top.add_argument("--version", action="version", version=f"notifier {_version()}")
+    top.add_argument("--version", action="version", version=f"notifier {version()}")
     commands = top.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, run: object, help: str) -> argparse.ArgumentParser:
@@ -118,13 +117,6 @@ def parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="send even if one was sent in the last 10 minutes"
     )
     return top
-
-
-def _version() -> str:
-    try:
-        return metadata.version("notifier")
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
 
 
 def _day(given: str) -> date:

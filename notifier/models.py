@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -252,6 +253,16 @@ class EarlyReceipt(Base):
     # The failure in the clinic's words, as the provider's module read the code.
     reason: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Counter(Base):
+    """A count of something that leaves no row of its own (a replayed event, a refused
+    webhook), kept here so that every process's count adds up in one place (/metrics)."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import eventlog
 from .channels import DeliveryReceipt, InboundText
 from .models import (
     Appointment,
@@ -120,7 +121,28 @@ def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> 
     except IntegrityError:  # the same webhook, twice at once: the other one answered
         session.rollback()
         return Answer(None, {})
+    _log_reply(message, appointment)
     return Answer(reply_kind, reply_context(rt, patient, appointment))
+
+
+# What a reply did, by its intent, for the event log.
+DID = {
+    "confirm": "confirmed",
+    "reschedule": "wants_reschedule",
+    "stop": "opted_out",
+    "start": "opted_in",
+    "help": "answered_help",
+}
+
+
+def _log_reply(message: InboundMessage, appointment: Appointment | None) -> None:
+    location = appointment.location_id if appointment else None
+    did = "staff_inbox" if message.needs_staff else DID.get(message.intent, "nothing")
+    eventlog.reply_received(message.id, message.appointment_id, location, message.intent, did)
+    if message.intent == "stop":
+        eventlog.opted_out(f"keyword:{keyword(message.body)}", message.appointment_id, location)
+    elif message.intent == "start":
+        eventlog.opted_in(message.appointment_id, location)
 
 
 def _act(
@@ -233,7 +255,10 @@ def _apply_receipt(
         error_code=code, reason=reason,
     )  # fmt: skip
     if moved and reason:
+        eventlog.message_failed(notification, to, code, reason)
         after_sms_failure(session, notification, reason, now)
+    elif moved:
+        eventlog.message_delivered(notification)
     return bool(moved)
 
 
@@ -267,6 +292,7 @@ def after_sms_failure(
     patient = sms.appointment.patient
     if reason == "opted_out" and patient.phone:
         opt_outs.register(session, patient.phone, CARRIER_OPT_OUT, now)
+        eventlog.opted_out(CARRIER_OPT_OUT, sms.appointment_id, sms.appointment.location_id)
         return
     if reason not in EMAIL_INSTEAD or not (patient.email and patient.consent_email):
         return
