@@ -83,7 +83,16 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="pool processes sending at once (default: one per core)",
     )
-    command("scheduler", scheduler, "the clock: claims due notifications, enqueues them")
+    scheduler_cmd = command(
+        "scheduler", scheduler, "the clock: claims due notifications, enqueues them"
+    )
+    for sub in (worker_cmd, scheduler_cmd):
+        sub.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=None,
+            help="serve this process's liveness to Prometheus on this port (default: none)",
+        )
     db_cmd = command("db", db_upgrade, "database schema")
     db_cmd.add_argument("action", choices=["upgrade"], help="create or migrate the schema")
     demo_cmd = command("demo", demo, "play a whole clinic day, dry-run, and print the timeline")
@@ -198,6 +207,7 @@ def worker(args: argparse.Namespace) -> None:
     ).engine.dispose()  # checks the config now; each worker process connects for itself
     from .tasks import app as celery_app
 
+    _serve_liveness(args, "worker")
     argv = ["worker", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
     if args.concurrency:
         argv.append(f"--concurrency={args.concurrency}")
@@ -213,9 +223,18 @@ def scheduler(args: argparse.Namespace) -> None:
     rt = runtime.from_env(runtime.distributed_settings("scheduler"))
     clock = BlockingScheduler(timezone="UTC")
     schedule_ticks(clock, rt, enqueue)
+    _serve_liveness(args, "scheduler")
     log.info("clock started")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         clock.start()
+
+
+def _serve_liveness(args: argparse.Namespace, process: str) -> None:
+    if args.metrics_port:
+        from .metrics import serve_liveness
+
+        serve_liveness(args.metrics_port, process)
+        log.info("liveness for Prometheus on port %s", args.metrics_port)
 
 
 def db_upgrade(args: argparse.Namespace) -> None:

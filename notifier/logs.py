@@ -9,11 +9,15 @@ from datetime import UTC, datetime
 
 PHONE = re.compile(r"\+\d{7,15}")
 EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# A patient's signed link opens their appointment to whoever holds it (an access log line).
+LINK = re.compile(r"/links/[^\s\"'?/]+")
 
 
 def mask(text: str) -> str:
-    """+17185550134 → +1718•••0134, ana@example.org → a•••@example.org."""
+    """+17185550134 → +1718•••0134, ana@example.org → a•••@example.org, /links/<token> →
+    /links/•••."""
     text = PHONE.sub(lambda m: m.group()[:5] + "•••" + m.group()[-4:], text)
+    text = LINK.sub("/links/•••", text)
     return EMAIL.sub(r"\1•••@\2", text)
 
 

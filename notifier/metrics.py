@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -44,7 +50,7 @@ class NotifierCollector(Collector):
             due = notifications.due_unclaimed(session, now)
             yield from _counters(session)
             timings = counts.timing_buckets(session, BUCKETS)
-        yield _build_info()
+        yield _build_info("web")
         yield _by_state(by_state)
         yield GaugeMetricFamily(
             "notifier_due_queue_depth", "Notifications due now and not yet claimed.", due[0]
@@ -102,11 +108,13 @@ def _counters(session: Session) -> Iterator[Metric]:
     yield refused
 
 
-def _build_info() -> GaugeMetricFamily:
+def _build_info(process: str) -> GaugeMetricFamily:
     info = GaugeMetricFamily(
-        "notifier_build_info", "The running version of notifier.", labels=["version"]
+        "notifier_build_info",
+        "The running version of notifier, and which process this is.",
+        labels=["version", "process"],
     )
-    info.add_metric([version()], 1)
+    info.add_metric([version(), process], 1)
     return info
 
 
@@ -130,6 +138,25 @@ def _histogram(
     ]
     buckets.append(("+Inf", count))
     return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
+
+
+def serve_liveness(port: int, process: str) -> None:
+    """For a worker or a clock, which answer no HTTP: a port where Prometheus finds the process
+    alive (`up`), its `notifier_build_info` and the client's process metrics. What the process
+    did is in the database, counted by the web's /metrics."""
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector(registry=None), PlatformCollector(registry=None)):
+        registry.register(collector)
+    registry.register(_BuildInfo(process))
+    start_http_server(port, registry=registry)
+
+
+class _BuildInfo(Collector):
+    def __init__(self, process: str) -> None:
+        self.process = process
+
+    def collect(self) -> Iterator[Metric]:
+        yield _build_info(self.process)
 
 
 def count_refused_webhook(rt: Runtime, path: str) -> None:
