@@ -165,11 +165,25 @@ def serve(args: argparse.Namespace) -> None:
     schedule_ticks(clock, rt, in_process(rt, executor))
     clock.start()
     log.info("dry-run outbox: %s", rt.settings.outbox_path.resolve())
+    _say_where_the_dashboard_is(rt, args.host, args.port)
     try:
         _run_web(rt, args.host, args.port)
     finally:
         clock.shutdown(wait=False)
         executor.shutdown(wait=True)
+
+
+def _say_where_the_dashboard_is(rt: Runtime, host: str, port: int) -> None:
+    from .staff.accounts import anyone
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    log.info("staff dashboard: http://%s:%s/staff/", shown, port)
+    with rt.sessions() as session:
+        if not anyone(session):
+            log.info(
+                "no staff account yet: create the first with"
+                " `notifier staff create EMAIL` (it asks for a password)"
+            )
 
 
 def web(args: argparse.Namespace) -> None:
