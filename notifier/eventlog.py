@@ -35,9 +35,11 @@ def _of(n: Notification) -> dict[str, Any]:
     }
 
 
-def message_sent(n: Notification, seconds: float) -> None:
-    """The provider took the message."""
-    _emit("message sent", **_of(n), call_seconds=round(seconds, 3))
+def message_sent(n: Notification, seconds: float | None, reconciled: bool = False) -> None:
+    """The provider took the message: its call answered in `seconds`, or (`reconciled`) a
+    send whose answer was lost was found at the provider."""
+    call = None if seconds is None else round(seconds, 3)
+    _emit("message sent", **_of(n), call_seconds=call, reconciled="yes" if reconciled else None)
 
 
 def message_delivered(n: Notification) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from . import eventlog
 from .channels import Message, SendError
 from .models import Notification
 from .runtime import Runtime
@@ -51,6 +52,8 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
             provider_id=provider_id, sent_at=now, lease_until=None,
         )  # fmt: skip
         apply_early_receipts(session, [provider_id], now)
+        if moved:
+            eventlog.message_sent(n, None, reconciled=True)
     else:
         moved = transition(
             session, [n.id], [Status.UNKNOWN], Status.SCHEDULED, now,

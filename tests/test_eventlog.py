@@ -200,3 +200,21 @@ def test_a_link_in_an_access_line_is_masked() -> None:
         logs.mask('"GET /links/eyJhIjoiYXB0LTEifQ.abc HTTP/1.1" 200')
         == '"GET /links/••• HTTP/1.1" 200'
     )
+
+
+def test_a_send_whose_answer_was_lost_logs_unknown_then_sent_when_found(
+    rt: Runtime, fake_twilio: FakeTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_faults import book, confirmation, send_due
+
+    caplog.set_level(logging.INFO, logger="notifier.events")
+    book(rt)
+    fake_twilio.drop_next()
+    send_due(rt)
+    run_until(rt, rt.clock() + timedelta(seconds=rt.settings.sending_lease_seconds + 1))
+    n = confirmation(rt)
+    said = [(r.event, r.fields) for r in caplog.records if r.name == "notifier.events"]  # type: ignore[attr-defined]
+    mine = [(e, f) for e, f in said if f.get("notification") == n.id]
+    assert [e for e, _ in mine] == ["message failed", "message sent"]
+    assert (mine[0][1]["status"], mine[0][1]["meaning"]) == ("unknown", "unknown")
+    assert mine[1][1]["reconciled"] == "yes" and "call_seconds" not in mine[1][1]
