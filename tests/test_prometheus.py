@@ -4,12 +4,15 @@ promtool (scripts/ensure-test-tools installs it; without it these tests fail, ne
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -17,7 +20,7 @@ from fastapi.testclient import TestClient
 from notifier.cli import parser
 from notifier.runtime import Runtime
 from notifier.web import create_app
-from tests.fakes import FakeTwilio, SMTPSink
+from tests.fakes import FakeTwilio, SMTPSink, free_port, stop, wait_until
 from tests.test_eventlog import busy_morning
 from tests.test_operations import samples
 
@@ -151,3 +154,56 @@ def test_the_dashboard_graphs_only_metrics_the_service_exposes(
     assert used and used <= exposed, used - exposed
     rules = (PROMETHEUS / "alerts.yml").read_text()
     assert set(re.findall(r"\bnotifier_\w+", rules)) <= exposed
+
+
+def test_every_web_process_answers_the_whole_services_counts(
+    client: TestClient, rt: Runtime, fake_twilio: FakeTwilio, smtp: SMTPSink
+) -> None:
+    """What workers elsewhere did is in the database: a second web process, which sent and
+    received nothing itself, answers the same counters as the first."""
+    busy_morning(client, rt, fake_twilio, smtp)
+    other = Runtime.build(rt.settings, clock=rt.clock)
+    try:
+        with TestClient(create_app(other)) as elsewhere:
+            theirs = samples(elsewhere.get("/metrics").text)
+    finally:
+        other.engine.dispose()
+    ours = samples(client.get("/metrics").text)
+    counted = {k: v for k, v in ours.items() if k[0].endswith(("_total", "_bucket", "_count"))}
+    assert counted and all(theirs[k] == v for k, v in counted.items())
+
+
+def test_a_clock_started_with_metrics_port_answers_prometheus(
+    tmp_path: Path, promtool: str
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFIER_", "TWILIO_"))}
+    env |= {
+        "NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path}/clock.db",
+        "NOTIFIER_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "NOTIFIER_QUEUE": f"notifier-liveness-{port}",
+        "NOTIFIER_SECRET_KEY": "liveness-test",
+    }
+    notifier = str(Path(sys.executable).parent / "notifier")
+    subprocess.run([notifier, "db", "upgrade"], env=env, check=True, capture_output=True)
+    clock = subprocess.Popen(
+        [notifier, "scheduler", "--metrics-port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: _scraped(port) is not None, timeout=20)
+        scrape = _scraped(port) or ""
+    finally:
+        stop([clock], timeout=10)
+    checked = run(promtool, "check", "metrics", given=scrape)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert re.search(r'notifier_build_info\{process="scheduler",version="[^"]+"\} 1\.0', scrape)
+    assert "process_start_time_seconds" in scrape
+
+
+def _scraped(port: int) -> str | None:
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+    except httpx.HTTPError:
+        return None
+    return answer.text if answer.status_code == 200 else None
