@@ -66,8 +66,9 @@ def busy_morning(client: TestClient, rt: Runtime, twilio: FakeTwilio, smtp: SMTP
     ingest(rt, booked)  # the booking system sends it again
     later = event("rescheduled", VISIT, occurred_at=now - timedelta(hours=1), **ANA)  # type: ignore[arg-type]
     ingest(rt, later)  # older than the booking: stale
+    twilio.fail_next(code=21211)  # Ana's confirmation text is refused
+    run_until(rt, rt.clock())
     ingest(rt, event("booked", VISIT, occurred_at=now, appointment_id="apt-2", **BEA))  # type: ignore[arg-type]
-    twilio.fail_next(code=21211)  # the first text, Ana's confirmation, is refused
     run_until(rt, rt.clock())
     sids = [m["sid"] for m in twilio.messages]
     receipt(client, rt, sids[-1], "delivered")
