@@ -11,10 +11,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, datetime
-from importlib import metadata
 from pathlib import Path
 
-from . import db, logs, runtime, web_processes
+from . import db, logs, runtime, version, web_processes
 from .clinic import ConfigError
 from .runtime import Runtime
 from .staff.commands import add_commands, add_template_commands
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="notifier", description=__doc__)
-    top.add_argument("--version", action="version", version=f"notifier {_version()}")
+    top.add_argument("--version", action="version", version=f"notifier {version()}")
     commands = top.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, run: object, help: str) -> argparse.ArgumentParser:
@@ -84,7 +83,16 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="pool processes sending at once (default: one per core)",
     )
-    command("scheduler", scheduler, "the clock: claims due notifications, enqueues them")
+    scheduler_cmd = command(
+        "scheduler", scheduler, "the clock: claims due notifications, enqueues them"
+    )
+    for sub in (worker_cmd, scheduler_cmd):
+        sub.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=None,
+            help="serve this process's liveness to Prometheus on this port (default: none)",
+        )
     db_cmd = command("db", db_upgrade, "database schema")
     db_cmd.add_argument("action", choices=["upgrade"], help="create or migrate the schema")
     demo_cmd = command("demo", demo, "play a whole clinic day, dry-run, and print the timeline")
@@ -121,13 +129,6 @@ def parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="send even if one was sent in the last 10 minutes"
     )
     return top
-
-
-def _version() -> str:
-    try:
-        return metadata.version("notifier")
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
 
 
 def _day(given: str) -> date:
@@ -167,11 +168,25 @@ def serve(args: argparse.Namespace) -> None:
     schedule_ticks(clock, rt, in_process(rt, executor))
     clock.start()
     log.info("dry-run outbox: %s", rt.settings.outbox_path.resolve())
+    _say_where_the_dashboard_is(rt, args.host, args.port)
     try:
         _run_web(rt, args.host, args.port)
     finally:
         clock.shutdown(wait=False)
         executor.shutdown(wait=True)
+
+
+def _say_where_the_dashboard_is(rt: Runtime, host: str, port: int) -> None:
+    from .staff.accounts import anyone
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    log.info("staff dashboard: http://%s:%s/staff/", shown, port)
+    with rt.sessions() as session:
+        if not anyone(session):
+            log.info(
+                "no staff account yet: create the first with"
+                " `notifier staff create EMAIL` (it asks for a password)"
+            )
 
 
 def web(args: argparse.Namespace) -> None:
@@ -209,6 +224,7 @@ def worker(args: argparse.Namespace) -> None:
     ).engine.dispose()  # checks the config now; each worker process connects for itself
     from .tasks import app as celery_app
 
+    _serve_liveness(args, "worker")
     argv = ["worker", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
     if args.concurrency:
         argv.append(f"--concurrency={args.concurrency}")
@@ -224,9 +240,18 @@ def scheduler(args: argparse.Namespace) -> None:
     rt = runtime.from_env(runtime.distributed_settings("scheduler"))
     clock = BlockingScheduler(timezone="UTC")
     schedule_ticks(clock, rt, enqueue)
+    _serve_liveness(args, "scheduler")
     log.info("clock started")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         clock.start()
+
+
+def _serve_liveness(args: argparse.Namespace, process: str) -> None:
+    if args.metrics_port:
+        from .metrics import serve_liveness
+
+        serve_liveness(args.metrics_port, process)
+        log.info("liveness for Prometheus on port %s", args.metrics_port)
 
 
 def db_upgrade(args: argparse.Namespace) -> None:

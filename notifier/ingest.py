@@ -27,11 +27,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import eventlog
 from .clinic import Clinic
 from .models import Appointment, Notification, Patient
 from .schedule import replan, wanted_for
 from .states import Confirmation, Status, set_confirmation
 from .store import appointments, events, notifications, patients
+from .store import metrics as counts
 
 EventType = Literal[
     "appointment.booked",
@@ -260,7 +262,19 @@ def apply_event(session: Session, clinic: Clinic, payload: Any, now: datetime) -
     """Applies a booking event once, in one transaction. Raises InvalidEvent or EventConflict
     before anything is stored."""
     event = parse_event(payload, clinic, now)
-    digest = payload_digest(payload)
+    outcome = _applied(session, clinic, event, payload_digest(payload), now)
+    said = "duplicate" if outcome.duplicate else outcome.outcome.removeprefix("ignored_")
+    if outcome.duplicate:
+        counts.bump(session, counts.DUPLICATE_EVENTS, event.type)
+        session.commit()
+    appointment = event.appointment
+    eventlog.event_ingested(event.id, event.type, appointment.id, appointment.location, said)
+    return outcome
+
+
+def _applied(
+    session: Session, clinic: Clinic, event: EventIn, digest: str, now: datetime
+) -> EventOutcome:
     engine = events.one_statement_engine(session) if event.type == "appointment.booked" else None
     if engine is not None:
         booked = _book_new(engine, clinic, event, digest, now)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import UTC, datetime
 
 PHONE = re.compile(r"\+\d{7,15}")
 EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# A patient's signed link opens their appointment to whoever holds it (an access log line).
+LINK = re.compile(r"/links/[^\s\"'?/]+")
 
 
 def mask(text: str) -> str:
-    """+17185550134 → +1718•••0134, ana@example.org → a•••@example.org."""
+    """+17185550134 → +1718•••0134, ana@example.org → a•••@example.org, /links/<token> →
+    /links/•••."""
     text = PHONE.sub(lambda m: m.group()[:5] + "•••" + m.group()[-4:], text)
+    text = LINK.sub("/links/•••", text)
     return EMAIL.sub(r"\1•••@\2", text)
 
 
@@ -27,27 +32,45 @@ class MaskingFilter(logging.Filter):
         return True
 
 
+def utc_time(record: logging.LogRecord) -> str:
+    """ISO 8601 in UTC to the millisecond: 2026-12-02T16:05:09.123Z."""
+    at = datetime.fromtimestamp(record.created, UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return utc_time(record)
+
+
 class JSONFormatter(logging.Formatter):
-    """One JSON object a line, for log shippers (NOTIFIER_LOG_FORMAT=json)."""
+    """One JSON object a line, for log shippers (NOTIFIER_LOG_FORMAT=json). An event-log line
+    (`eventlog`) also carries its event and its fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+        entry: dict[str, object] = {
+            "time": utc_time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if isinstance(event := getattr(record, "event", None), str):
+            entry["event"] = event
+            fields = getattr(record, "fields", {})
+            entry |= {k: mask(v) if isinstance(v, str) else v for k, v in fields.items()}
         if record.exc_info:
             entry["exception"] = mask(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure(level: int, structured: bool = False) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(MaskingFilter())
-        if structured:
-            handler.setFormatter(JSONFormatter())
+        handler.setFormatter(JSONFormatter() if structured else TextFormatter(TEXT_FORMAT))
     # The twilio SDK logs each request's parameters (number and text) at INFO; the clock's
     # scheduler logs two lines a second.
     for chatty in ("twilio", "apscheduler"):

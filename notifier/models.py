@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -293,6 +294,16 @@ class VisitAction(Base):
     undoes: Mapped[int | None] = mapped_column(Integer)
     undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     undone_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Counter(Base):
+    """A count of something that leaves no row of its own (a replayed event, a refused
+    webhook), kept here so that every process's count adds up in one place (/metrics)."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from . import eventlog
 from .channels import Message, SendError
 from .models import Notification
 from .runtime import Runtime
@@ -53,6 +54,8 @@ def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bo
         apply_early_receipts(session, rt.clinic, [provider_id], now)
         if moved and n.channel == "sms":
             record_first_texts(session, [{"nid": n.id, "at": now, "phone": to}])
+        if moved:
+            eventlog.message_sent(n, None, reconciled=True)
     else:
         moved = transition(
             session, [n.id], [Status.UNKNOWN], Status.SCHEDULED, now,

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from . import eventlog
 from .clinic import ChannelName, Clinic
 from .models import Notification
 from .plan import Planned
@@ -83,4 +84,7 @@ def remind(
         planned.append(Planned("manual", channel, now.isoformat(), now, appointment.start_at, ask))
     result.created = add(session, appointment, planned, now, staff=staff)
     session.commit()
+    ids = [n.id for n in result.created]
+    made = [n.channel for n in result.created]
+    eventlog.staff_reminder(ids, appointment_id, appointment.location_id, made, staff)
     return result

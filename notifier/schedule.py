@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from . import eventlog
 from .clinic import Clinic
 from .models import Appointment, Notification, Patient
 from .plan import Planned, Recipient, Visit, plan
@@ -57,9 +58,12 @@ def replan(
         for n in stored
         if n.status in PENDING and (n.kind, n.channel, n.slot, n.planned_for) not in keep
     ]
-    transition(
+    withdrawn = transition(
         session, obsolete, PENDING, Status.CANCELLED, now, "plan changed", reason="plan_changed"
     )
+    for n in stored:
+        if n.id in withdrawn:
+            eventlog.message_withdrawn(n, "plan_changed")
     return add(session, appointment, [p for p in wanted if (*p.key, p.due_at) not in have], now)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from . import states
+from . import eventlog, states
 from .calls import provider_calls
 from .channels import Message, SendError
 from .compose import compose, texted_phones
@@ -180,7 +180,7 @@ class Batch:
                 if isinstance(answer, BaseException) and not isinstance(answer, SendError):
                     fatal = answer
                 else:
-                    fates[n.id] = self._fate(n, answer)
+                    fates[n.id] = self._fate(n, answer, seconds)
             if fatal is not None:
                 self.record_sent()
                 raise fatal
@@ -204,13 +204,14 @@ class Batch:
             answer = exc
         answers.put((o.n, answer, time.monotonic() - started))
 
-    def _fate(self, n: Notification, answer: str | Skip | SendError | None) -> str:
+    def _fate(self, n: Notification, answer: str | Skip | SendError | None, seconds: float) -> str:
         if isinstance(answer, SendError):
             return _failed_send(self.rt, self.session, n, answer, Status.SENDING)
         if isinstance(answer, Skip):
             return _skip(self.session, n, answer, self.rt.clock(), Status.SENDING)
         if answer is None:
             return "lost-race"
+        eventlog.message_sent(n, seconds)
         if not self.sent:
             self.sent_since = time.monotonic()
         phone = n.appointment.patient.phone if n.channel == "sms" else None
@@ -317,7 +318,10 @@ def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: 
         values["due_at"] = skip.due_at
     else:
         values["reason"] = skip.reason
-    transition(session, [n.id], [source], skip.status, now, skip.reason, **values)
+    moved = transition(session, [n.id], [source], skip.status, now, skip.reason, **values)
+    if moved and skip.due_at is None:
+        withdrawn = skip.status == Status.CANCELLED
+        (eventlog.message_withdrawn if withdrawn else eventlog.message_suppressed)(n, skip.reason)
     return skip.status
 
 
@@ -339,7 +343,7 @@ def _failed_send(
     else:
         to = Status.FAILED
         values["reason"] = exc.reason or ("gave_up" if exc.outcome == "transient" else "provider")
-    transition(
+    moved = transition(
         session,
         [n.id],
         [source],
@@ -349,6 +353,9 @@ def _failed_send(
         error_code=exc.code,
         **({"lease_owner": None, "lease_until": None} | values),
     )
+    if moved:
+        retry = to == Status.SCHEDULED
+        eventlog.message_failed(n, to, exc.code, exc.reason or exc.outcome, retry=retry)
     if to == Status.FAILED and n.channel == "sms" and exc.outcome == "permanent":
         after_sms_failure(session, rt.clinic, n, exc.reason, now)
     session.commit()

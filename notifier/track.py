@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import landlines
+from . import eventlog, landlines
 from .channels import DeliveryReceipt, InboundText
 from .clinic import Clinic
 from .models import (
@@ -122,7 +122,28 @@ def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> 
     except IntegrityError:  # the same webhook, twice at once: the other one answered
         session.rollback()
         return Answer(None, {})
+    _log_reply(message, appointment)
     return Answer(reply_kind, reply_context(rt, patient, appointment))
+
+
+# What a reply did, by its intent, for the event log.
+DID = {
+    "confirm": "confirmed",
+    "reschedule": "wants_reschedule",
+    "stop": "opted_out",
+    "start": "opted_in",
+    "help": "answered_help",
+}
+
+
+def _log_reply(message: InboundMessage, appointment: Appointment | None) -> None:
+    location = appointment.location_id if appointment else None
+    did = "staff_inbox" if message.needs_staff else DID.get(message.intent, "nothing")
+    eventlog.reply_received(message.id, message.appointment_id, location, message.intent, did)
+    if message.intent == "stop":
+        eventlog.opted_out(f"keyword:{keyword(message.body)}", message.appointment_id, location)
+    elif message.intent == "start":
+        eventlog.opted_in(message.appointment_id, location)
 
 
 def _act(
@@ -237,7 +258,10 @@ def _apply_receipt(
     )  # fmt: skip
     if moved and reason:
         first_texts.forget(session, notification.id)
+        eventlog.message_failed(notification, to, code, reason)
         after_sms_failure(session, clinic, notification, reason, now)
+    elif moved:
+        eventlog.message_delivered(notification)
     return bool(moved)
 
 
@@ -280,6 +304,7 @@ def after_sms_failure(
     patient = sms.appointment.patient
     if reason == "opted_out" and patient.phone:
         opt_outs.register(session, patient.phone, CARRIER_OPT_OUT, now)
+        eventlog.opted_out(CARRIER_OPT_OUT, sms.appointment_id, sms.appointment.location_id)
         return
     if reason == "not_mobile" and patient.phone:
         landlines.found(session, clinic, patient.phone, sms, now)

@@ -27,7 +27,8 @@ NEW_YORK = ZoneInfo("America/New_York")
 TABLES = (
     "notification_events, notifications, inbound_messages, sms_opt_outs, early_receipts,"
     " appointments, patients,"
-    " booking_events, api_keys, staff_sessions, staff_users"
+    " booking_events, api_keys, staff_sessions, staff_users, counters, sms_first_texts,"
+    " visit_actions"
 )
 
 

@@ -71,7 +71,7 @@ def test_metrics_count_messages_by_state_and_time_the_sends(
         == 2
     )
     assert after[("notifier_due_queue_depth", ())] == 0
-    assert after[("notifier_lateness_seconds_gcount", ())] == 2
+    assert after[("notifier_lateness_seconds_count", ())] == 2
     assert after[("notifier_lateness_seconds_bucket", (("le", "5"),))] == 2  # 3 s late
 
 

@@ -184,7 +184,7 @@ def test_a_first_text_that_never_arrived_leaves_the_line_to_the_next(
     (sid,) = [m["sid"] for m in fake_twilio.messages]
     with rt.sessions() as session:
         receipt = DeliveryReceipt(sid, "undelivered", "30003", "unreachable")
-        assert delivery_receipt(session, receipt, clock()) is not None
+        assert delivery_receipt(session, rt.clinic, receipt, clock()) is not None
     assert first_texts(rt) == {}
     run_until(rt, new_york(2026, 12, 1, 10, 0))
     first, reminder = texts_to(fake_twilio, "+17185550134")

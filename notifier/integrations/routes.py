@@ -27,6 +27,7 @@ from ..bodies import (
     schema_of,
 )
 from ..ingest import InvalidEvent, stored_booking
+from ..metrics import count_refused_webhook
 from ..runtime import Runtime
 from . import Ignored, calcom
 from .fhir_client import FhirReadError, FhirServer
@@ -178,6 +179,7 @@ async def _take_calcom(
     signature = request.headers.get("x-cal-signature-256")
     problem = calcom.signature_problem(body, signature, calcom_secret)
     if problem:
+        count_refused_webhook(rt, request.url.path)
         return _refused(403, "bad_signature", problem)
     with rt.sessions() as session:
         try:

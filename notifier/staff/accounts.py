@@ -62,6 +62,11 @@ def _existing(session: Session, email: str) -> StaffUser:
     return user
 
 
+def anyone(session: Session) -> bool:
+    """Whether any staff account exists (`serve` says how to create the first)."""
+    return staff_store.has_accounts(session)
+
+
 def create_staff(session: Session, email: str, password: str, now: datetime) -> StaffUser:
     address = normalize_email(email)
     _check_password(password)

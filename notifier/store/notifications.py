@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from ..models import Appointment, Notification, NotificationEvent
+from ..models import Appointment, Notification
 
 
 def by_id(session: Session, notification_id: int) -> Notification | None:
@@ -96,21 +96,6 @@ def due_unclaimed(session: Session, now: datetime) -> Row[Any]:
             Notification.status == "scheduled", Notification.due_at <= now
         )
     ).one()
-
-
-def sent_since(session: Session, since: datetime) -> Sequence[Row[Any]]:
-    """(planned_for, sent_at, when `sending` began) of each message sent since `since`."""
-    return session.execute(
-        select(Notification.planned_for, Notification.sent_at, NotificationEvent.at)
-        .join(
-            NotificationEvent,
-            and_(
-                NotificationEvent.notification_id == Notification.id,
-                NotificationEvent.status == "sending",
-            ),
-        )
-        .where(Notification.sent_at >= since)
-    ).all()
 
 
 def count_in(session: Session, status: str) -> int:

@@ -16,6 +16,10 @@ def user_by_email(session: Session, address: str) -> StaffUser | None:
     return session.scalar(select(StaffUser).where(StaffUser.email == address))
 
 
+def has_accounts(session: Session) -> bool:
+    return session.scalar(select(StaffUser.id).limit(1)) is not None
+
+
 def session_by_id(session: Session, session_id: str) -> StaffSession | None:
     """`session_id` is the hash of the cookie's token."""
     return session.get(StaffSession, session_id)

@@ -15,6 +15,7 @@ from ..bodies import TOO_LARGE, Detail, read_body, refusal
 from ..channels import DeliveryReceipt, ForgedRequest, InboundText, WebhookRequest, Webhooks
 from ..channels.sms.twilio_webhooks import TwilioWebhooks
 from ..deps import Rt
+from ..metrics import count_refused_webhook
 from ..runtime import Runtime
 from ..track import Answer, delivery_receipt, receive
 
@@ -86,4 +87,5 @@ async def signed(rt: Runtime, request: Request, read: Callable[[WebhookRequest],
     try:
         return read(WebhookRequest(url, await read_body(request), request.headers))
     except ForgedRequest as exc:
+        await run_in_threadpool(count_refused_webhook, rt, request.url.path)
         raise HTTPException(403, str(exc)) from None
