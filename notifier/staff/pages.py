@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
+from ..assets import asset_function
 from ..models import NotificationEvent
 from ..runtime import Runtime
 from ..states import Status
@@ -45,6 +46,7 @@ def _templates(directory: Path) -> Jinja2Templates:
         steps=steps,
     )
     pages.env.globals["path"] = path
+    pages.env.globals["asset"] = asset_function(directory.parent)
     return pages
 
 
