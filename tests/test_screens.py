@@ -30,7 +30,6 @@ from notifier.runtime import Runtime
 from notifier.web import create_app
 from tests import test_staff_browser
 from tests.clinic_day import MONDAY, a_clinic_day
-from tests.test_staff_browser import log_in
 
 AXE = Path(__file__).resolve().parents[1] / ".cache/axe/node_modules/axe-core/axe.min.js"
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -85,6 +84,12 @@ def desk(browser: Browser) -> Iterator[Page]:
     page = tab(browser, DESK)
     yield page
     page.context.close()
+
+
+def log_in(page: Page, base: str) -> None:
+    """Signed in, and the board shown: what follows never races the sign-in."""
+    test_staff_browser.log_in(page, base)
+    expect(page.get_by_role("heading", name="Appointments", exact=True)).to_be_visible()
 
 
 def staff_pages(rt: Runtime) -> list[str]:
@@ -154,6 +159,7 @@ def too_little_contrast(review: list[dict[str, Any]]) -> list[str]:
 def visit(page: Page, base: str, url: str) -> None:
     answer = page.goto(base + url)
     assert answer is not None and answer.status < 500, f"{url}: {answer and answer.status}"
+    assert url.startswith("/staff/login") or "/login" not in page.url, f"{url}: signed out"
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESK], ids=["390px", "1280px"])
@@ -253,7 +259,7 @@ def test_no_page_needs_an_inline_script_or_style(rt: Runtime, day: str, browser:
     loaded: list[str] = []
 
     def strict(route: Any) -> None:
-        answer = route.fetch()
+        answer = route.fetch(max_redirects=0)
         headers = answer.headers | {
             "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'"
         }
