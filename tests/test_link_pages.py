@@ -114,5 +114,6 @@ def test_static_serves_only_its_own_files(client: TestClient, path: str) -> None
 
 
 def test_static_files_answer_only_reads(client: TestClient) -> None:
-    assert client.post("/static/staff.css").status_code == 405
+    refused = client.post("/static/staff.css")
+    assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
     assert client.head("/static/staff.css").status_code == 200

@@ -57,5 +57,7 @@ async def not_allowed(request: Request, exc: Exception) -> Response:
         if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
         for method in route.methods or ()
     )
+    if not allowed and request.url.path.startswith(f"{assets.PREFIX}/"):
+        allowed = ["GET", "HEAD"]  # the static files, which are no APIRoute
     headers = {"Allow": ", ".join(allowed)}
     return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
