@@ -191,6 +191,20 @@ def test_every_page_fits_the_screen_and_passes_axe(
     assert not found, "\n".join(found)
 
 
+def test_nothing_scrolls_sideways_even_at_320px(rt: Runtime, day: str, browser: Browser) -> None:
+    """WCAG's reflow width (1.4.10): 320 CSS pixels, a small phone or a desk zoomed to 400%."""
+    page = tab(browser, {"width": 320, "height": 640})
+    log_in(page, day)
+    wide = []
+    for url in [*staff_pages(rt), *link_pages(rt)]:
+        visit(page, day, url)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 320:
+            wide.append(f"{url}: {width} px")
+    page.context.close()
+    assert wide == []
+
+
 def test_on_a_phone_the_menu_folds_and_each_visit_is_a_card(day: str, phone: Page) -> None:
     log_in(phone, day)
     inbox = phone.get_by_role("navigation").get_by_role("link", name="Inbox")
