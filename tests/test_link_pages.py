@@ -58,6 +58,7 @@ def test_a_confirmed_visit_s_link_says_so_when_opened_again(
     assert heading(again.text) == "Thank you, you're confirmed."
     assert "<button" not in again.text
     assert "Thursday, December 3 at 10:00 AM" in again.text
+    assert 'Call us at <a href="tel:+17185550117">(718) 555-0117</a>' in again.text
     assert confirmation(rt) == "confirmed"
 
 
