@@ -16,6 +16,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from ..channels.failure_words import in_plain_words
+from ..assets import asset_function
 from ..models import NotificationEvent
 from ..runtime import Runtime
 from ..states import Status
@@ -50,6 +51,7 @@ def _templates(directory: Path) -> Jinja2Templates:
     pages.env.globals.update(
         form_token=form_token, in_plain_words=in_plain_words, visit_offered=offered
     )
+    pages.env.globals["asset"] = asset_function(directory.parent)
     return pages
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
+from .. import assets
 from ..bodies import invalid
 from ..db import DB_POOL_SIZE
 from ..integrations.routes import router as integration_routes
@@ -37,6 +38,7 @@ def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> Fa
     app.include_router(integration_routes(rt, api_key, partial(api.accept_event, rt)))
     app.include_router(staff_routes, prefix="/staff")
     app.include_router(operations.router)
+    app.mount(assets.PREFIX, assets.files(rt.settings.templates_dir), name=assets.ROUTE_NAME)
     return app
 
 
@@ -55,5 +57,7 @@ async def not_allowed(request: Request, exc: Exception) -> Response:
         if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
         for method in route.methods or ()
     )
+    if not allowed and request.url.path.startswith(f"{assets.PREFIX}/"):
+        allowed = ["GET", "HEAD"]  # the static files, which are no APIRoute
     headers = {"Allow": ", ".join(allowed)}
     return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
