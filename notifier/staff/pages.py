@@ -15,8 +15,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from ..channels.failure_words import in_plain_words
 from ..assets import asset_function
+from ..channels.failure_words import in_plain_words
 from ..models import NotificationEvent
 from ..runtime import Runtime
 from ..states import Status
