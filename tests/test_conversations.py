@@ -1,0 +1,191 @@
+"""Staff text a patient back, and the worklist gathers what needs a person: on both databases,
+through the real send path to the fake Twilio server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from notifier.channels import InboundText
+from notifier.ingest import apply_event
+from notifier.links import make_token
+from notifier.models import InboundMessage, Notification, NotificationEvent
+from notifier.runtime import Runtime
+from notifier.simulate import SimulatedClock, run_until
+from notifier.staff.conversations import (
+    Answered,
+    CannotText,
+    answer,
+    settle_failure,
+    thread,
+    unread,
+    worklist,
+)
+from notifier.store import opt_outs
+from notifier.track import receive
+from notifier.web import create_app
+from tests.conftest import new_york
+from tests.events import event
+from tests.fakes import FakeTwilio
+from tests.test_staff_web import AMY, TODAY_3PM, a_reply, book, fail_confirmation_sms
+
+ANA, PHONE = "pat-apt-1", "+17185550134"
+FORM = "form-id-0123456789abcdef"
+PRACTICE = "North Shore Skin & Neurology"
+
+
+@pytest.fixture
+def booked(rt: Runtime, fake_twilio: FakeTwilio) -> Runtime:
+    """Ana's visit at Forest Hills today at 3 PM; its confirmations already sent."""
+    book(rt, "apt-1", TODAY_3PM)
+    run_until(rt, rt.clock())
+    fake_twilio.reset()
+    return rt
+
+
+def answered(rt: Runtime, text: str, form: str = FORM, **kw: object) -> Answered:
+    with rt.sessions() as session:
+        return answer(session, rt.clinic, ANA, text, AMY, form, rt.clock(), **kw)  # type: ignore[arg-type]
+
+
+def staff_messages(rt: Runtime) -> list[Notification]:
+    with rt.sessions() as session:
+        query = select(Notification).where(Notification.kind == "staff_message")
+        return list(session.scalars(query.order_by(Notification.id)))
+
+
+def texted(fake_twilio: FakeTwilio) -> list[tuple[str, str]]:
+    return [(m["to"], m["body"]) for m in fake_twilio.messages]
+
+
+def test_an_answer_goes_out_once_naming_the_clinic_however_often_its_form_is_posted(
+    booked: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    reply = a_reply(booked, "Can I bring my daughter?", clock())
+    first = answered(booked, "Of course, see you at 3!", reply_id=reply)
+    again = answered(booked, "Of course, see you at 3!", reply_id=reply)
+    assert (first.state, again.state) == ("sent", "again")
+    run_until(booked, clock())
+    assert texted(fake_twilio) == [(PHONE, f"{PRACTICE}, Forest Hills: Of course, see you at 3!")]
+    (sent,) = staff_messages(booked)
+    assert (sent.status, sent.staff, sent.quiet_override) == ("sent", AMY, False)
+    with booked.sessions() as session:
+        handled = session.get_one(InboundMessage, reply)
+        assert (handled.handled_by, handled.handled_at) == (AMY, clock())
+
+
+def test_inside_quiet_hours_an_answer_is_held_unless_it_answers_a_text_of_the_last_hour(
+    booked: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    clock.now = new_york(2026, 11, 30, 22, 0)
+    held = answered(booked, "We open at 8.", form="held-form-0123456789")
+    assert (held.state, held.due_at) == ("held", new_york(2026, 12, 1, 8, 0))
+    with pytest.raises(CannotText, match="within the last hour"):
+        answered(booked, "Now please", form="early-form-0123456789", send_now=True)
+    a_reply(booked, "Is my visit tomorrow?", new_york(2026, 11, 30, 21, 15))
+    now = answered(booked, "It was today at 3.", form="now-form-0123456789ab", send_now=True)
+    assert now.state == "sent"
+    run_until(booked, clock())
+    assert texted(fake_twilio) == [(PHONE, f"{PRACTICE}, Forest Hills: It was today at 3.")]
+    with booked.sessions() as session:
+        details = session.scalars(
+            select(NotificationEvent.detail).where(NotificationEvent.status == "scheduled")
+        ).all()
+    assert f"staff message by {AMY}, sent inside quiet hours in answer to the patient's text" in (
+        details
+    )
+    run_until(booked, new_york(2026, 12, 1, 8, 0))
+    assert texted(fake_twilio)[-1] == (PHONE, f"{PRACTICE}, Forest Hills: We open at 8.")
+    assert len(fake_twilio.messages) == 2
+
+
+def test_a_patient_who_opted_out_is_not_texted(booked: Runtime, clock: SimulatedClock) -> None:
+    with booked.sessions() as session:
+        opt_outs.register(session, PHONE, "keyword:STOP", clock())
+        session.commit()
+        shown = thread(session, booked.clinic, ANA, clock())
+    assert shown is not None and shown.reason_not == "not sent: patient opted out of texts"
+    with pytest.raises(CannotText, match="Not sent: patient opted out of texts"):
+        answered(booked, "Hello?")
+    assert staff_messages(booked) == []
+
+
+def test_a_visit_that_moves_keeps_the_answer_waiting_for_the_morning(
+    booked: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    clock.now = new_york(2026, 11, 30, 22, 0)
+    answered(booked, "Call us in the morning.")
+    moved = event(
+        "rescheduled", new_york(2026, 12, 4, 11, 0), occurred_at=clock(), appointment_id="apt-1",
+        patient_id=ANA,
+    )  # fmt: skip
+    with booked.sessions() as session:
+        apply_event(session, booked.clinic, moved, clock())
+    (held,) = staff_messages(booked)
+    assert held.status == "scheduled"
+
+
+@pytest.fixture
+def client(rt: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(rt)) as test_client:
+        yield test_client
+
+
+def test_a_reschedule_asked_by_email_link_waits_on_the_worklist_once(
+    booked: Runtime, client: TestClient, clock: SimulatedClock
+) -> None:
+    token = make_token("test-secret", "apt-1", "reschedule", TODAY_3PM + timedelta(hours=1))
+    assert client.post(f"/links/{token}").status_code == 200
+    assert client.post(f"/links/{token}").status_code == 200
+    with booked.sessions() as session:
+        items = worklist(session, booked.clinic, None)
+    assert [(i.what, i.label, i.patient and i.patient.id) for i in items] == [
+        ("reschedule", "Wants another time (by email link)", ANA)
+    ]
+
+
+def test_stop_from_a_patient_with_a_booked_visit_asks_for_a_call(
+    booked: Runtime, clock: SimulatedClock
+) -> None:
+    with booked.sessions() as session:
+        receive(booked, session, InboundText("SM-stop-1", PHONE, "+15165550100", "CANCEL"), clock())
+        items = worklist(session, booked.clinic, "forest-hills")
+    assert [(i.what, i.label) for i in items] == [
+        ("opted_out", "Opted out of texts — call to check whether they meant to cancel")
+    ]
+
+
+def test_replies_count_unread_by_location_until_the_conversation_is_opened(
+    booked: Runtime, clock: SimulatedClock
+) -> None:
+    a_reply(booked, "Running late", clock())
+    with booked.sessions() as session:
+        receive(booked, session, InboundText("SM-c-1", PHONE, "+15165550100", "C"), clock())
+        assert unread(session, booked.clinic) == [("Manhasset", 0), ("Forest Hills", 1)]
+        shown = thread(session, booked.clinic, ANA, clock())
+        assert unread(session, booked.clinic) == [("Manhasset", 0), ("Forest Hills", 0)]
+    assert shown is not None
+    ours = [e for e in shown.entries if not e.incoming]
+    assert [e.text for e in shown.entries if e.incoming] == ["Running late", "C"]
+    assert ours and all(e.kind == "confirmation" for e in ours)
+
+
+def test_a_failed_message_leaves_the_worklist_once_settled(
+    rt: Runtime, clock: SimulatedClock
+) -> None:
+    book(rt, "apt-1", TODAY_3PM)
+    booked = rt
+    failed = fail_confirmation_sms(booked)
+    with booked.sessions() as session:
+        (item,) = worklist(session, booked.clinic, None)
+        assert item.what == "failed" and item.failure is not None
+        assert settle_failure(session, failed, AMY, clock())
+        assert not settle_failure(session, failed, AMY, clock())
+        assert worklist(session, booked.clinic, None) == []
+    with booked.sessions() as session:
+        row = session.get_one(Notification, failed)
+        assert (row.status, row.settled_by, row.settled_at) == ("failed", AMY, clock())
