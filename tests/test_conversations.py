@@ -31,7 +31,17 @@ from notifier.web import create_app
 from tests.conftest import new_york
 from tests.events import event
 from tests.fakes import FakeTwilio
-from tests.test_staff_web import AMY, TODAY_3PM, a_reply, book, fail_confirmation_sms
+from tests.test_staff_web import (
+    AMY,
+    TODAY_3PM,
+    a_reply,
+    book,
+    csrf,
+    fail_confirmation_sms,
+    flash,
+    log_in,
+    new_staff,
+)
 
 ANA, PHONE = "pat-apt-1", "+17185550134"
 FORM = "form-id-0123456789abcdef"
@@ -131,6 +141,7 @@ def test_a_visit_that_moves_keeps_the_answer_waiting_for_the_morning(
 
 @pytest.fixture
 def client(rt: Runtime) -> Iterator[TestClient]:
+    new_staff(rt)
     with TestClient(create_app(rt)) as test_client:
         yield test_client
 
@@ -189,3 +200,49 @@ def test_a_failed_message_leaves_the_worklist_once_settled(
     with booked.sessions() as session:
         row = session.get_one(Notification, failed)
         assert (row.status, row.settled_by, row.settled_at) == ("failed", AMY, clock())
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_the_wrapper_names_the_clinic_and_keeps_the_words(rt: Runtime, lang: str) -> None:
+    context = {
+        "practice": {"name": PRACTICE},
+        "location": {"name": "Manhasset", "phone": "(516) 555-0142"},
+        "staff_message": "Sí, el viernes a las 2:30 está bien.",
+    }
+    rendered = rt.renderer.render("staff_message", "sms", lang, context)
+    assert rendered.text == f"{PRACTICE}, Manhasset: Si, el viernes a las 2:30 esta bien."
+
+
+@pytest.mark.parametrize(
+    ("form", "said"),
+    [
+        ({"text": "Hi"}, "This form is out of date: reload the page and write again."),
+        ({"text": "Hi", "form_id": "x" * 65}, "This form is out of date"),
+        ({"text": "Hi", "form_id": "../../../etc/passwd00"}, "This form is out of date"),
+        ({"text": "  \n ", "form_id": FORM}, "Write a message first."),
+        ({"text": "a" * 5000, "form_id": FORM}, "That is 5000 characters"),
+        ({"text": "Hi", "form_id": FORM, "reply_id": "9" * 40}, "Sent:"),
+        ({"text": "Hi", "form_id": FORM, "reply_id": "-1", "send_now": "yes"}, "Sent:"),
+    ],
+)
+def test_a_hostile_answer_form_is_refused_in_words(
+    booked: Runtime, client: TestClient, form: dict[str, str], said: str
+) -> None:
+    assert log_in(client).status_code == 303
+    token = csrf(client.get("/staff/patients/pat-apt-1/conversation"))
+    answer = client.post("/staff/patients/pat-apt-1/messages", data={"csrf": token, **form})
+    assert answer.status_code == 200
+    assert flash(answer).startswith(said)
+    assert len(staff_messages(booked)) == (1 if said == "Sent:" else 0)
+
+
+def test_an_unknown_patient_has_no_conversation(booked: Runtime, client: TestClient) -> None:
+    assert log_in(client).status_code == 303
+    assert client.get("/staff/patients/nobody/conversation").status_code == 404
+    token = csrf(client.get("/staff/worklist"))
+    sent = client.post(
+        "/staff/patients/nobody/messages", data={"csrf": token, "text": "Hi", "form_id": FORM}
+    )
+    assert flash(sent) == "There is no such patient."
+    bad = client.post("/staff/patients/a b/messages", data={"csrf": token, "text": "Hi"})
+    assert bad.status_code == 422
