@@ -60,11 +60,16 @@ def for_appointment(session: Session, appointment_id: str) -> list[InboundMessag
 
 
 def mark_handled(session: Session, message_id: int, staff: str, now: datetime) -> bool:
-    """Marks a reply handled unless someone did already; False then (or if there is none)."""
+    """Marks a reply handled (and so read) unless someone did already; False then (or if
+    there is none)."""
     handled = session.execute(
         update(InboundMessage)
         .where(InboundMessage.id == message_id, InboundMessage.handled_at.is_(None))
-        .values(handled_at=now, handled_by=staff)
+        .values(
+            handled_at=now,
+            handled_by=staff,
+            read_at=func.coalesce(InboundMessage.read_at, now),
+        )
         .returning(InboundMessage.id),
         execution_options={"synchronize_session": False},
     ).first()
