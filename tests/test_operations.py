@@ -111,7 +111,7 @@ def test_templates_check_lists_every_sms_template_in_one_segment(
 ) -> None:
     assert main(["templates", "check"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 24 and all(line.endswith("1 segment") for line in lines)
+    assert len(lines) == 26 and all(line.endswith("1 segment") for line in lines)
 
 
 def test_json_logs_are_one_masked_object_a_line() -> None:
