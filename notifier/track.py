@@ -224,7 +224,7 @@ def _link_request(appointment: Appointment, now: datetime) -> InboundMessage:
     return InboundMessage(
         provider_id=f"link:{made}",
         channel="link",
-        from_number=appointment.patient.phone or "",
+        from_number="",  # not a text: nothing that goes by number may take it for one
         to_number="",
         body="Asked for another time, by the link in an email.",
         received_at=now,

@@ -12,8 +12,9 @@ from ..models import Appointment, InboundMessage
 
 
 def needing_staff(session: Session, location_ids: list[str], limit: int) -> list[InboundMessage]:
-    """The inbox: replies someone has to read and nobody has handled yet, oldest first."""
-    query = _needing_staff(location_ids).order_by(InboundMessage.received_at)
+    """The worklist's replies: someone has to read them and nobody has handled them yet,
+    newest first (past `limit`, the oldest wait for the list to shorten)."""
+    query = _needing_staff(location_ids).order_by(InboundMessage.received_at.desc())
     return list(session.scalars(query.limit(limit)))
 
 
