@@ -3,13 +3,18 @@ through the real send path to the fake Twilio server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
+from notifier import db
 from notifier.channels import InboundText
 from notifier.ingest import apply_event
 from notifier.links import make_token
@@ -28,7 +33,7 @@ from notifier.staff.conversations import (
 from notifier.store import opt_outs
 from notifier.track import receive
 from notifier.web import create_app
-from tests.conftest import new_york
+from tests.conftest import POSTGRES_ADMIN_URL, new_york
 from tests.events import event
 from tests.fakes import FakeTwilio
 from tests.test_staff_web import (
@@ -246,3 +251,75 @@ def test_an_unknown_patient_has_no_conversation(booked: Runtime, client: TestCli
     assert flash(sent) == "There is no such patient."
     bad = client.post("/staff/patients/a b/messages", data={"csrf": token, "text": "Hi"})
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_migration_counts_handled_replies_read_and_goes_back(
+    tmp_path: Path, dialect: str
+) -> None:
+    url, drop = _empty_database(tmp_path, dialect)
+    engine = db.make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+            connection.exec_driver_sql(
+                "INSERT INTO inbound_messages (provider_id, from_number, to_number, body,"
+                " received_at, intent, needs_staff, auto_replied, handled_at, handled_by) VALUES"
+                " ('SM1', '+17185550134', '+15165550100', 'late?', '2026-11-30 14:00:00',"
+                "  'other', true, false, '2026-11-30 15:00:00', 'amy'),"
+                " ('SM2', '+17185550134', '+15165550100', 'hi', '2026-11-30 16:00:00',"
+                "  'other', true, false, NULL, NULL)"
+            )
+        db.upgrade(engine)
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT provider_id, channel, read_at FROM inbound_messages ORDER BY provider_id"
+            ).all()
+        assert [(r[0], r[1], r[2] is not None) for r in rows] == [
+            ("SM1", "sms", True),
+            ("SM2", "sms", False),
+        ]
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0006")
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+        drop()
+
+
+def _empty_database(tmp_path: Path, dialect: str) -> tuple[str, Callable[[], None]]:
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path}/old.db", lambda: None
+    name = f"notifier_migration_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return admin.url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def test_the_page_says_held_until_8_and_offers_send_now_only_after_a_fresh_text(
+    booked: Runtime, client: TestClient, clock: SimulatedClock
+) -> None:
+    clock.now = new_york(2026, 11, 30, 22, 0)
+    assert log_in(client).status_code == 303
+    page = client.get("/staff/patients/pat-apt-1/conversation")
+    assert "Send at 8:00 AM" in page.text and "Send now" not in page.text
+    held = client.post(
+        "/staff/patients/pat-apt-1/messages",
+        data={"csrf": csrf(page), "text": "See you soon", "form_id": FORM},
+    )
+    assert flash(held) == "Held until 8:00 AM (quiet hours): it goes out then."
+    assert "held until 8:00 AM" in held.text
+    a_reply(booked, "Are you open tomorrow?", new_york(2026, 11, 30, 21, 50))
+    page = client.get("/staff/patients/pat-apt-1/conversation")
+    assert "Send now (answering their text)" in page.text
