@@ -40,7 +40,8 @@ _POLITE = (
     r"thanks|thank you|thank u|thanks so much|thank you so much|thx|ty|please|great thanks|"
     r"gracias|muchas gracias|mil gracias|por favor|dr|doctor|doctora|ma ?am|sir|"
     r"hi|hello|hey|hola|buenos dias|buenas tardes|buenas|have a good day|bye|adios|"
-    r"great|perfect|sounds good|awesome|perfecto|vale|listo|bueno|excelente"
+    r"great|perfect|sounds good|awesome|perfecto|vale|listo|bueno|excelente|"
+    r"(?:my|the) (?:appointment|appt|visit)|(?:mi|la) cita"
 )
 _CONFIRMING = re.compile(rf"^(?:\s*\b(?:{_YES}|{_POLITE})\b\s*)+$")
 _SAYS_YES = re.compile(rf"\b(?:{_YES})\b")
@@ -51,9 +52,9 @@ _ANOTHER_TIME = re.compile(
     r"different (?:time|day|date)|other (?:time|day|date)|later (?:time|date|day)|"
     r"earlier (?:time|appointment)|can ?t make it|cannot make it|can not make it|"
     r"won ?t make it|will not make it|won ?t be able|will not be able|unable to (?:come|make)|"
-    r"can ?t come|cannot come|"
+    r"can ?t come|cannot come|(?:won ?t|will not|can ?t|cannot) be there|"
     r"cambiar|cambio|cambiarla|cambiarlo|reprogramar|reprogramarla|mover|moverla|posponer|"
-    r"otro dia|otra (?:hora|fecha|cita)|no (?:puedo|podre|voy a poder) (?:ir|asistir|llegar)|"
+    r"otro dia|otra (?:hora|fecha|cita)|no (?:puedo|podre|voy a poder) (?:ir|asistir|llegar|venir)|"
     r"no podre|no voy a poder)\b"
 )
 _NOT_NEEDED = re.compile(r"\b(?:no need to|don ?t need to|do not need to|no hace falta)\b")

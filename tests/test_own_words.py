@@ -70,6 +70,8 @@ REPLIES: list[tuple[str, str]] = [
     ("Allí estaré", CONFIRM),
     ("De acuerdo, gracias", CONFIRM),
     ("Hola, sí confirmo", CONFIRM),
+    ("Confirmo mi cita", CONFIRM),
+    ("I confirm my appointment, thank you", CONFIRM),
     # Asking for another time, in English and Spanish.
     ("can we move it to Friday?", RESCHEDULE),
     ("Can I reschedule?", RESCHEDULE),
@@ -87,6 +89,8 @@ REPLIES: list[tuple[str, str]] = [
     ("¿Se puede reprogramar para el lunes?", RESCHEDULE),
     ("sí pero necesito cambiar la hora", RESCHEDULE),
     ("No voy a poder, lo siento", RESCHEDULE),
+    ("I won't be there", RESCHEDULE),
+    ("No puedo venir mañana", RESCHEDULE),
     # Not confidently either: staff read them.
     ("is it confirmed?", OTHER),
     ("not sure yet", OTHER),
@@ -113,6 +117,12 @@ REPLIES: list[tuple[str, str]] = [
     ("Si puedo voy", OTHER),
     ("Gracias", OTHER),
     ("¿Quién es?", OTHER),
+    ("Confirmed for Friday", OTHER),
+    ("See you tomorrow at 10", OTHER),
+    ("Yes please cancel", OTHER),
+    ("👍 but I'll be late", OTHER),
+    ("ok cool", OTHER),
+    ("No, I'll be there", OTHER),
     ("", OTHER),
     ("   ", OTHER),
 ]
