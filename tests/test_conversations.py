@@ -186,7 +186,8 @@ def test_replies_count_unread_by_location_until_the_conversation_is_opened(
         assert unread(session, booked.clinic) == [("Manhasset", 0), ("Forest Hills", 0)]
     assert shown is not None
     ours = [e for e in shown.entries if not e.incoming]
-    assert [e.text for e in shown.entries if e.incoming] == ["Running late", "C"]
+    theirs = [(e.text, e.auto_replied) for e in shown.entries if e.incoming]
+    assert theirs == [("Running late", True), ("C", True)]
     assert ours and all(e.kind == "confirmation" for e in ours)
 
 

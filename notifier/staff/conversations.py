@@ -50,6 +50,7 @@ class Entry:
     due_at: datetime | None = None
     override: bool = False
     reason: str | None = None
+    auto_replied: bool = False  # theirs: the service answered it (its answer is not kept)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,10 @@ def _ours(n: Notification) -> Entry:
 
 
 def _theirs(m: InboundMessage) -> Entry:
-    return Entry(at=m.received_at, incoming=True, text=m.body, channel=m.channel)
+    return Entry(
+        at=m.received_at, incoming=True, text=m.body, channel=m.channel,
+        auto_replied=m.auto_replied,
+    )  # fmt: skip
 
 
 def _location(clinic: Clinic, appointment: Appointment | None) -> Location:
