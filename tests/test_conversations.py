@@ -324,3 +324,18 @@ def test_the_page_says_held_until_8_and_offers_send_now_only_after_a_fresh_text(
     a_reply(booked, "Are you open tomorrow?", new_york(2026, 11, 30, 21, 50))
     page = client.get("/staff/patients/pat-apt-1/conversation")
     assert "Send now (answering their text)" in page.text
+
+
+def test_a_failed_message_is_settled_from_the_worklist_page(
+    rt: Runtime, client: TestClient, clock: SimulatedClock
+) -> None:
+    book(rt, "apt-1", TODAY_3PM)
+    failed = fail_confirmation_sms(rt)
+    assert log_in(client).status_code == 303
+    page = client.get("/staff/worklist")
+    assert "Message failed" in page.text and "21211" in page.text
+    assert "Booking confirmation by SMS" in page.text
+    settled = client.post(f"/staff/failed/{failed}/settle", data={"csrf": csrf(page)})
+    assert "Nothing waiting." in settled.text
+    again = client.post(f"/staff/failed/{failed}/settle", data={"csrf": csrf(page)})
+    assert flash(again) == "Someone took care of this message already."
