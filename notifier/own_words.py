@@ -20,6 +20,9 @@ _FRIENDLY_SIGNS = (
     "\U0001f495\U0001f497\U0001f917\U0001f44f\u263a\U0001f60d\U0001f970"
 )
 _MODIFIERS = re.compile("[\U0001f3fb-\U0001f3ff\ufe0f\u200d]")
+# Punctuation is dropped; any other character that is not a plain letter or digit (👎, 😡, a
+# letter of another script) stands for a word we do not know, so it can never confirm.
+_UNKNOWN = re.compile(r"[^a-z0-9\s!-/:-@\[-`{-~¡¿«»…“”‘’–—·]")
 
 _DAYS = (
     "(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|today|tonight|"
@@ -61,15 +64,15 @@ _NOT_NEEDED = re.compile(r"\b(?:no need to|don ?t need to|do not need to|no hace
 
 
 def fold(body: str) -> str:
-    """Lower case, accents and apostrophes dropped, yes-emoji as "yes", every other mark as a
-    space: "Sí, ahí estaré 👍🏽" → "si ahi estare yes"."""
+    """Lower case, accents, apostrophes and punctuation dropped, yes-emoji as "yes", friendly
+    ones gone, anything else as "unknown": "Sí, ahí estaré 👍🏽" → "si ahi estare yes"."""
     text = _MODIFIERS.sub("", body)
     text = "".join(
         " yes " if ch in _YES_SIGNS else " " if ch in _FRIENDLY_SIGNS else ch for ch in text
     )
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"['\u2019`]", "", text.lower())
+    text = _UNKNOWN.sub(" unknown ", re.sub(r"['\u2019`]", "", text.lower()))
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
 
 

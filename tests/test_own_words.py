@@ -110,6 +110,9 @@ REPLIES: list[tuple[str, str]] = [
     ("No thanks", OTHER),
     ("no need to reschedule, see you then", OTHER),
     ("👎", OTHER),
+    ("yes please 👎", OTHER),
+    ("👍😡", OTHER),
+    ("ok thanks 不", OTHER),
     ("🤔", OTHER),
     ("yes if I can get a ride", OTHER),
     ("¿Está confirmada?", OTHER),
@@ -155,3 +158,4 @@ def test_the_providers_keyword_match_wins_over_the_words() -> None:
 def test_folding_drops_case_accents_apostrophes_and_marks() -> None:
     assert fold("Sí, ahí estaré 👍🏽") == "si ahi estare yes"
     assert fold("I’LL be THERE!!") == "ill be there"
+    assert fold("¿OK? 😊 👎") == "ok unknown"
