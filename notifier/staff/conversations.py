@@ -25,6 +25,7 @@ from .board import Failure, InboxReply, in_scope, inbox
 
 MAX_LENGTH = 600  # four SMS segments: a longer answer is a phone call
 SHOWN = 200  # the latest texts each way a conversation shows
+LIST_LIMIT = 200  # failed messages the worklist shows (replies: the inbox's own limit)
 # "Send now" inside quiet hours answers a patient who is awake and texting: within the hour.
 ANSWER_WITHIN = timedelta(hours=1)
 # A message held for the morning is worth sending until the end of that day.
@@ -242,9 +243,6 @@ class WorkItem:
             "opted_out": "Opted out of texts — call to check whether they meant to cancel",
             "failed": "Message failed",
         }[self.what]
-
-
-LIST_LIMIT = 200
 
 
 def worklist(session: Session, clinic: Clinic, location_id: str | None) -> list[WorkItem]:
