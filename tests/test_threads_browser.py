@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from notifier.links import make_token
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from tests.conftest import new_york
 from tests.fakes import FakeTwilio
 from tests.test_staff_browser import browser, log_in, page, site  # noqa: F401
 from tests.test_staff_web import TODAY_3PM, book
@@ -96,3 +97,29 @@ def test_a_reschedule_asked_for_by_email_link_shows_on_the_worklist(
     expect(item).to_contain_text("Ana Ruiz")
     item.get_by_role("button", name="Rebooked — mark handled").click()
     expect(page.get_by_text("Nothing waiting.")).to_be_visible()
+
+
+def test_inside_quiet_hours_a_fresh_text_may_be_answered_now_from_the_conversation(
+    rt: Runtime, site: str, page: Page, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    book(rt, "apt-1", TODAY_3PM + timedelta(days=1))
+    run_until(rt, clock())
+    fake_twilio.reset()
+    clock.now = new_york(2026, 11, 30, 22, 10)
+    text_from_patient(rt, site, "Do I need to fast before?")
+    log_in(page, site)
+    page.goto(f"{site}/staff/worklist")
+    page.get_by_role("listitem").filter(has_text="Do I need to fast before?").get_by_role(
+        "link", name="Ana Ruiz"
+    ).click()
+    expect(page.get_by_role("note")).to_contain_text("held until 8:00 AM")
+    page.get_by_label("Your text").fill("No need to fast. See you tomorrow!")
+    page.get_by_role("button", name="Send now (answering their text)").click()
+    expect(page.get_by_role("status")).to_have_text("Sent: your text goes out within seconds.")
+    run_until(rt, clock())
+    assert [m["body"] for m in fake_twilio.messages] == [
+        f"{PRACTICE}, Forest Hills: No need to fast. See you tomorrow!"
+    ]
+    expect(page.get_by_role("region", name="Conversation")).to_contain_text(
+        "No need to fast. See you tomorrow!"
+    )
