@@ -87,6 +87,7 @@ def context(
             "rescheduled": appointment.rescheduled,
         },
         "links": _links(rt, n, appointment),
+        "staff_message": n.staff_text or "",
     }
 
 

@@ -103,6 +103,7 @@ def example_context(kind: str, lang: str) -> dict[str, Any]:
         "treatment": {"name": "Botox for fine lines", "avoid_hours": 4},
         "notification": {"kind": kind, "ask_confirm": True, "rescheduled": True},
         "links": {"confirm": None, "reschedule": None},
+        "staff_message": "Yes, Friday at 2:30 PM works. See you then!",
     }  # fmt: skip
 
 

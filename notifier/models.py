@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -129,7 +130,7 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id"), index=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
-    # confirmation | reminder | aftercare | rebook | cancellation | manual
+    # confirmation | reminder | aftercare | rebook | cancellation | manual | staff_message
     kind: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(8))
     # Tells apart notifications of one kind: "48h" for a reminder, the start for a confirmation.
@@ -152,6 +153,13 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A staff_message's words, as the staff member wrote them (the template adds the clinic).
+    staff_text: Mapped[str | None] = mapped_column(Text)
+    # Staff sent it inside quiet hours, answering a text the patient sent within the hour.
+    quiet_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A failed message someone took care of (called the patient): off the worklist.
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    settled_by: Mapped[str | None] = mapped_column(String(200))
 
     appointment: Mapped[Appointment] = relationship(back_populates="notifications")
     history: Mapped[list[NotificationEvent]] = relationship(order_by="NotificationEvent.id")
@@ -185,6 +193,14 @@ class Notification(Base):
             "patient_id",
             postgresql_where=text("provider_id IS NOT NULL"),
             sqlite_where=text("provider_id IS NOT NULL"),
+        ),
+        # A staff message's slot names the form it came from: posted twice, it is taken.
+        Index(
+            "uq_notifications_staff_slot",
+            "slot",
+            unique=True,
+            postgresql_where=text("kind = 'staff_message'"),
+            sqlite_where=text("kind = 'staff_message'"),
         ),
     )
 
@@ -249,12 +265,16 @@ class InboundMessage(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.id"))
     appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointments.id"))
+    # sms, or link: a patient's answer through an email's link (no number, no provider id)
+    channel: Mapped[str] = mapped_column(String(8), default="sms", server_default="sms")
     # confirm | reschedule | stop | start | help | other
     intent: Mapped[str] = mapped_column(String(16))
     needs_staff: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_replied: Mapped[bool] = mapped_column(Boolean, default=False)
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     handled_by: Mapped[str | None] = mapped_column(String(200))
+    # When staff first opened the patient's conversation after it came: unread until then.
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_inbound_messages_open", "needs_staff", "handled_at"),)
 

@@ -28,7 +28,11 @@ ACTIVE_FOR = {
     "aftercare": {"booked", "completed"},
     "rebook": {"booked", "completed"},
     "cancellation": {"cancelled"},
+    # Staff answering a patient's text: the conversation is about whatever the visit became.
+    "staff_message": {"booked", "cancelled", "completed", "no_show"},
 }
+# Not the policy's: staff asked for these, so the plan cannot vouch for them.
+STAFF_KINDS = ("manual", "staff_message")
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,8 @@ def recheck(
         return Skip(Status.SUPPRESSED, "opted_out")
     if n.kind == "rebook" and appointments.has_booked_after(session, patient.id, now):
         return Skip(Status.SUPPRESSED, "already_rebooked")
-    # Manual reminders and email fallbacks are not the policy's, so the plan cannot vouch for them.
-    if n.kind != "manual" and not n.slot.startswith("fallback:"):
+    # Staff's messages and email fallbacks are not the policy's, so the plan cannot vouch for them.
+    if n.kind not in STAFF_KINDS and not n.slot.startswith("fallback:"):
         wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
         if not any(
             p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
@@ -95,7 +99,8 @@ def at_call(rt: Runtime, n: Notification, now: datetime) -> Skip | None:
 def allowed_from(rt: Runtime, n: Notification, moment: datetime) -> datetime:
     """The first moment at or after `moment` when `n` may go: quiet hours hold texts."""
     location = rt.clinic.location(n.appointment.location_id)
-    if n.channel != "sms" or location is None:
+    # A staff member's answer to a text the patient sent within the hour is not held.
+    if n.channel != "sms" or location is None or n.quiet_override:
         return moment
     zone = recipient(n.appointment.patient, location.zone).zone
     return next_allowed(moment, rt.clinic.policy.quiet_hours, zone)

@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .models import Appointment, Notification, NotificationEvent, SmsFirstText, UTCDateTime
@@ -165,6 +166,21 @@ def record(
     if ids:
         rows = [{"notification_id": i, "status": status, "at": now, "detail": detail} for i in ids]
         session.execute(insert(NotificationEvent), rows)
+
+
+def enter(session: Session, row: Notification, now: datetime, detail: str) -> bool:
+    """A notification made by hand enters the table `scheduled`, with its history (caller
+    commits; make it first in its transaction). False when a unique slot says it exists
+    already: the session is then rolled back, so the same form posted twice makes one message."""
+    row.status, row.attempts, row.created_at, row.updated_at = Status.SCHEDULED, 0, now, now
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        return False
+    record(session, [row.id], Status.SCHEDULED, now, detail)
+    return True
 
 
 @dataclass(frozen=True)

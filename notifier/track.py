@@ -7,6 +7,7 @@ ever move a state forward.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -25,11 +26,21 @@ from .models import (
     Notification,
     Patient,
 )
+from .own_words import in_own_words
 from .plan import Planned
 from .runtime import Runtime
 from .schedule import add
 from .states import Confirmation, Status, set_confirmation, transition
-from .store import appointments, first_texts, notifications, opt_outs, patients, receipts, replies
+from .store import (
+    appointments,
+    conversations,
+    first_texts,
+    notifications,
+    opt_outs,
+    patients,
+    receipts,
+    replies,
+)
 
 # Words reduced by keyword(): "Sí", "¡Sí!" and "si" are all SI; "Confirmo." is CONFIRMO.
 CONFIRM = {"C", "Y", "YES", "CONFIRM", "CONFIRMED", "OK", "SI", "CONFIRMO"}
@@ -80,6 +91,14 @@ def intent(word: str, opted_out: bool, opt_out: str | None = None) -> str:
     return "other"
 
 
+def classify(body: str, opted_out: bool, opt_out: str | None = None) -> str:
+    """What a reply asks for: the contract's keywords first, exactly as DESIGN.md lists them,
+    then, for anything else, the patient's own words ("yes I'll be there", "¿podemos
+    cambiarla?"). Pure: the text and the number's opt-out state in, an intent out."""
+    what = intent(keyword(body), opted_out, opt_out)
+    return in_own_words(body) if what == "other" else what
+
+
 def is_opted_out(session: Session, phone: str | None) -> bool:
     if not phone:
         return False
@@ -99,7 +118,7 @@ def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> 
     sender = text.sender
     if replies.seen(session, text.provider_id):
         return Answer(None, {})  # the provider retried a webhook we already handled
-    what = intent(keyword(text.body), is_opted_out(session, sender), text.opt_out)
+    what = classify(text.body, is_opted_out(session, sender), text.opt_out)
     appointment = match_appointment(rt, session, sender, text.to, now)
     patient = appointment.patient if appointment else patients.first_with_phone(session, sender)
     message = InboundMessage(
@@ -111,7 +130,8 @@ def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> 
         patient_id=patient.id if patient else None,
         appointment_id=appointment.id if appointment else None,
         intent=what,
-        needs_staff=what in ("reschedule", "other"),
+        # A STOP (or CANCEL) from a patient with a visit booked may have meant the visit.
+        needs_staff=what in ("reschedule", "other") or (what == "stop" and appointment is not None),
         auto_replied=False,
     )
     reply_kind = _act(rt, session, message, appointment, now)
@@ -219,10 +239,33 @@ def linked_appointment(session: Session, appointment_id: str) -> Appointment | N
 
 
 def answer_by_link(session: Session, appointment: Appointment, action: str, now: datetime) -> None:
-    """A patient's answer through a link: `confirm`, or else a wish for another time."""
+    """A patient's answer through a link: `confirm`, or else a wish for another time, which
+    waits on the worklist as a reply does (once, however often the page is posted)."""
     answer = Confirmation.CONFIRMED if action == "confirm" else Confirmation.WANTS_RESCHEDULE
     set_confirmation(appointment, answer, now)
+    if answer == Confirmation.WANTS_RESCHEDULE and not conversations.has_open_link_request(
+        session, appointment.id
+    ):
+        session.add(_link_request(appointment, now))
     session.commit()
+
+
+def _link_request(appointment: Appointment, now: datetime) -> InboundMessage:
+    # A link answer has no provider id: one made of the appointment and the moment is unique.
+    made = hashlib.sha256(f"{appointment.id}|{now.isoformat()}".encode()).hexdigest()[:40]
+    return InboundMessage(
+        provider_id=f"link:{made}",
+        channel="link",
+        from_number="",  # not a text: nothing that goes by number may take it for one
+        to_number="",
+        body="Asked for another time, by the link in an email.",
+        received_at=now,
+        patient_id=appointment.patient_id,
+        appointment_id=appointment.id,
+        intent="reschedule",
+        needs_staff=True,
+        auto_replied=False,
+    )
 
 
 def delivery_receipt(
@@ -302,6 +345,8 @@ def after_sms_failure(
     """A permanent SMS failure: record an opt-out the carrier told us of, or send by email; a
     number that cannot take texts stops being texted at all (`landlines`)."""
     patient = sms.appointment.patient
+    if sms.kind == "staff_message":  # a person wrote it for this number: they see it failed
+        reason = None if reason in EMAIL_INSTEAD else reason
     if reason == "opted_out" and patient.phone:
         opt_outs.register(session, patient.phone, CARRIER_OPT_OUT, now)
         eventlog.opted_out(CARRIER_OPT_OUT, sms.appointment_id, sms.appointment.location_id)

@@ -297,7 +297,11 @@ def test_ids_in_the_api_paths_are_checked_against_the_alphabet(client: TestClien
 
 @pytest.mark.parametrize(
     "path",
-    ["/staff/inbox/99999999999999999999/handled", "/staff/failed/99999999999999999999/retry"],
+    [
+        "/staff/inbox/99999999999999999999/handled",
+        "/staff/failed/99999999999999999999/retry",
+        "/staff/failed/99999999999999999999/settle",
+    ],
 )
 def test_an_id_past_the_integer_range_in_a_staff_url_is_not_found(
     rt: Runtime, client: TestClient, path: str

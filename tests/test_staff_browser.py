@@ -111,14 +111,14 @@ def test_find_todays_patient_text_a_reminder_and_see_it_arrive(
     expect(sent).to_contain_text("sent")
 
 
-def test_handle_a_reply_from_the_inbox(
+def test_handle_a_reply_from_the_worklist(
     rt: Runtime, site: str, page: Page, clock: SimulatedClock
 ) -> None:
     book(rt, "apt-1", TODAY_3PM)
     a_reply(rt, "Can I bring my daughter?", clock())
     log_in(page, site)
-    page.get_by_role("navigation").get_by_role("link", name="Inbox").click()
-    reply = page.get_by_role("row").filter(has_text="Can I bring my daughter?")
+    page.get_by_role("navigation").get_by_role("link", name="Worklist").click()
+    reply = page.get_by_role("listitem").filter(has_text="Can I bring my daughter?")
     reply.get_by_role("button", name="Mark handled").click()
     expect(page.get_by_text("Nothing waiting.")).to_be_visible()
     with rt.sessions() as session:

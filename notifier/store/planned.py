@@ -34,10 +34,10 @@ class PlannedRow(Protocol):
 
 
 def replannable(session: Session, appointment_id: str) -> list[Notification]:
-    """The appointment's rows a re-plan may keep or cancel: not manual, not cancelled."""
+    """The appointment's rows a re-plan may keep or cancel: not staff's, not cancelled."""
     query = select(Notification).where(
         Notification.appointment_id == appointment_id,
-        Notification.kind != "manual",
+        Notification.kind.not_in(("manual", "staff_message")),
         Notification.status != Status.CANCELLED,
     )
     return list(session.scalars(query))

@@ -12,8 +12,9 @@ from ..models import Appointment, InboundMessage
 
 
 def needing_staff(session: Session, location_ids: list[str], limit: int) -> list[InboundMessage]:
-    """The inbox: replies someone has to read and nobody has handled yet, oldest first."""
-    query = _needing_staff(location_ids).order_by(InboundMessage.received_at)
+    """The worklist's replies: someone has to read them and nobody has handled them yet,
+    newest first (past `limit`, the oldest wait for the list to shorten)."""
+    query = _needing_staff(location_ids).order_by(InboundMessage.received_at.desc())
     return list(session.scalars(query.limit(limit)))
 
 
@@ -60,11 +61,16 @@ def for_appointment(session: Session, appointment_id: str) -> list[InboundMessag
 
 
 def mark_handled(session: Session, message_id: int, staff: str, now: datetime) -> bool:
-    """Marks a reply handled unless someone did already; False then (or if there is none)."""
+    """Marks a reply handled (and so read) unless someone did already; False then (or if
+    there is none)."""
     handled = session.execute(
         update(InboundMessage)
         .where(InboundMessage.id == message_id, InboundMessage.handled_at.is_(None))
-        .values(handled_at=now, handled_by=staff)
+        .values(
+            handled_at=now,
+            handled_by=staff,
+            read_at=func.coalesce(InboundMessage.read_at, now),
+        )
         .returning(InboundMessage.id),
         execution_options={"synchronize_session": False},
     ).first()
