@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from .clinic import ChannelName, Clinic
-from .models import Notification
+from .clinic import ChannelName, Clinic, Location
+from .models import Appointment, Notification
 from .plan import Planned
 from .schedule import add, recipient
 from .store import appointments, notifications
@@ -31,6 +31,7 @@ class RemindedRecently(CannotRemind):
     def __init__(self, earlier: Notification, now: datetime) -> None:
         minutes = int((now - earlier.created_at).total_seconds() // 60)
         name = "SMS" if earlier.channel == "sms" else "email"
+        self.earlier = earlier
         self.staff = earlier.staff
         self.ago = f"{minutes} min ago" if minutes else "just now"
         super().__init__(f"not sent again: {self.staff} sent an {name} reminder {self.ago}")
@@ -53,7 +54,40 @@ def remind(
 ) -> Reminded:
     """Plans a reminder due now on each channel the patient may be reached on. Unless `force`,
     nothing is planned when one of `channels` had a manual reminder within REMIND_AGAIN_AFTER."""
-    appointment = appointments.by_id(session, appointment_id)
+    # Held until the commit: two requests at once for one appointment take turns, so the
+    # second sees the first one's reminder and the guard below holds.
+    held = appointments.held_for_change(session, appointment_id)
+    try:
+        appointment, location = _remindable(
+            session, clinic, held, appointment_id, channels, now, force
+        )
+    except CannotRemind:
+        session.rollback()  # lets the row go at once
+        raise
+    who = recipient(appointment.patient, location.zone)
+    result = Reminded()
+    planned = []
+    for channel in dict.fromkeys(channels):
+        if not (who.sms if channel == "sms" else who.email):
+            result.refused[channel] = f"patient has no {channel} consent or no {channel} address"
+            continue
+        ask = appointment.confirmation == "unconfirmed"
+        planned.append(Planned("manual", channel, now.isoformat(), now, appointment.start_at, ask))
+    result.created = add(session, appointment, planned, now, staff=staff)
+    session.commit()
+    return result
+
+
+def _remindable(
+    session: Session,
+    clinic: Clinic,
+    appointment: Appointment | None,
+    appointment_id: str,
+    channels: list[ChannelName],
+    now: datetime,
+    force: bool,
+) -> tuple[Appointment, Location]:
+    """The appointment and its location, or CannotRemind saying why no reminder goes."""
     if appointment is None:
         raise NoAppointment(f"no appointment {appointment_id!r}")
     if appointment.status != "booked" or appointment.start_at <= now:
@@ -67,15 +101,4 @@ def remind(
     )
     if earlier is not None:
         raise RemindedRecently(earlier, now)
-    who = recipient(appointment.patient, location.zone)
-    result = Reminded()
-    planned = []
-    for channel in dict.fromkeys(channels):
-        if not (who.sms if channel == "sms" else who.email):
-            result.refused[channel] = f"patient has no {channel} consent or no {channel} address"
-            continue
-        ask = appointment.confirmation == "unconfirmed"
-        planned.append(Planned("manual", channel, now.isoformat(), now, appointment.start_at, ask))
-    result.created = add(session, appointment, planned, now, staff=staff)
-    session.commit()
-    return result
+    return appointment, location

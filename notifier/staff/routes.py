@@ -20,7 +20,7 @@ from ..remind import CannotRemind, RemindedRecently, remind
 from ..runtime import Runtime
 from ..stats import stats
 from ..track import is_opted_out
-from . import actions, board, sessions, signin
+from . import actions, board, sessions, signin, trail
 from .models import StaffSession
 from .pages import templates
 from .sessions import Flash
@@ -62,6 +62,7 @@ def day_board(
 def appointment_page(
     request: Request, rt: Rt, s: Db, staff: Staff, appointment_id: str
 ) -> Response:
+    trail.staff_did(request, rt, s, staff, "appointment.view", f"appointment:{appointment_id}")
     try:
         plan = timeline(rt, s, appointment_id, rt.clock())
     except UnknownAppointment as exc:
@@ -81,12 +82,23 @@ def remind_now(
     channel: Annotated[ChannelName, Form()],
 ) -> Response:
     outcome = _reminded(rt, s, appointment_id, channel, staff.user.email)
+    trail.staff_did(
+        request,
+        rt,
+        s,
+        staff,
+        "reminder",
+        f"appointment:{appointment_id}",
+        outcome.level,
+        f"{channel}: {outcome.text}",
+    )
     sessions.set_flash(s, staff, outcome.level, outcome.text)
     return _back(request, form, "staff_appointment", appointment_id=appointment_id)
 
 
 @router.get("/inbox", name="staff_inbox")
 def inbox_page(request: Request, rt: Rt, s: Db, staff: Staff) -> Response:
+    trail.staff_did(request, rt, s, staff, "inbox.view")
     waiting = board.inbox(s, rt.clinic, staff.location_id)
     handled = board.recently_handled(s, rt.clinic, staff.location_id)
     return _render(request, rt, s, staff, "inbox.html", waiting=waiting, handled=handled)
@@ -100,6 +112,7 @@ def handled(
         actions.mark_handled(s, message_id, staff.user.email, rt.clock())
     except actions.Refused as exc:
         sessions.set_flash(s, staff, "error", str(exc))
+    trail.staff_did(request, rt, s, staff, "reply.handled", f"reply:{message_id}")
     return _back(request, form, "staff_inbox")
 
 
@@ -125,6 +138,7 @@ def retry(
         sessions.set_flash(s, staff, "error", str(exc))
     else:
         sessions.set_flash(s, staff, "ok", "Retrying: it goes out again within seconds.")
+    trail.staff_did(request, rt, s, staff, "retry", f"notification:{notification_id}")
     return _back(request, form, "staff_failed")
 
 
