@@ -41,15 +41,20 @@ def record(
     record of an action must not fail because of a long name."""
     entry = AuditEntry(
         at=at,
-        actor=actor[:340],
-        address=address[:64] if address else None,
-        action=action[:64],
-        subject=subject[:200] if subject else None,
-        outcome=outcome[:32],
-        detail=detail[:300] if detail else None,
+        actor=_fit(actor, 340),
+        address=_fit(address, 64) or None,
+        action=_fit(action, 64),
+        subject=_fit(subject, 200) or None,
+        outcome=_fit(outcome, 32),
+        detail=_fit(detail, 300) or None,
     )
     audit_store.add(session, entry)
     session.commit()
+
+
+def _fit(value: str | None, length: int) -> str:
+    # PostgreSQL refuses NUL in text, and a hostile request may carry one.
+    return (value or "").replace("\x00", "")[:length]
 
 
 def cli_actor() -> str:

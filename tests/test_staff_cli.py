@@ -60,7 +60,7 @@ def test_staff_create_stores_an_argon2_hash_that_logs_in(rt: Runtime, notifier: 
     code, out, _ = notifier(
         "staff", "create", "Amy@Clinic.example", "--password-stdin", stdin="correct horse 9\n"
     )
-    assert (code, out) == (0, "staff account created: amy@clinic.example\n")
+    assert (code, out) == (0, "staff account created: amy@clinic.example (admin)\n")
     with rt.sessions() as session:
         user = session.scalars(select(StaffUser)).one()
         assert user.password_hash.startswith("$argon2id$")

@@ -190,10 +190,14 @@ def _chosen(
     actor: str, action: str, subject: str, since: str, until: str, zone: ZoneInfo
 ) -> AuditFilter:
     """The filter from the page's fields; days are the clinic's, `until` takes its whole day."""
+
+    def field(value: str, length: int) -> str:
+        return value.replace("\x00", "").strip()[:length]  # PostgreSQL refuses NUL
+
     return AuditFilter(
-        actor=actor.strip()[:340],
-        action=action.strip()[:64],
-        subject=subject.strip()[:200],
+        actor=field(actor, 340),
+        action=field(action, 64),
+        subject=field(subject, 200),
         since=_day_start(since, zone),
         until=_day_start(until, zone, plus=timedelta(days=1)),
     )
