@@ -5,7 +5,7 @@ route table, so a route added later is checked without anyone remembering to."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,7 +223,7 @@ def test_the_migration_makes_the_oldest_active_account_admin(database: str, tmp_
     """An install from before roles: its first active account becomes admin, the rest staff,
     and issued keys keep every scope."""
     if database == "sqlite":
-        url, cleanup = f"sqlite:///{tmp_path}/old.db", None
+        url, cleanup = f"sqlite:///{tmp_path}/old.db", lambda: None
     else:
         url, cleanup = _fresh_postgres("notifier_roles_migration")
     engine = db.make_engine(url)
@@ -258,11 +258,10 @@ def test_the_migration_makes_the_oldest_active_account_admin(database: str, tmp_
         assert scopes == "events,read,remind"
     finally:
         engine.dispose()
-        if cleanup:
-            cleanup()
+        cleanup()
 
 
-def _fresh_postgres(name: str) -> tuple[str, object]:
+def _fresh_postgres(name: str) -> tuple[str, Callable[[], None]]:
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
