@@ -117,10 +117,13 @@ def revoke_by_id(rt: Runtime, key_id: int, now: datetime) -> ApiKey:
         return row
 
 
-def wait_before_next(limiter: RateLimiter, caller: ApiCaller, per_second: float) -> int:
+def wait_before_next(
+    limiter: RateLimiter, caller: ApiCaller, per_second: float, deployment: str
+) -> int:
     """0 when the caller may go ahead now; otherwise the whole seconds to wait (Retry-After).
-    Each key has its own rate, shared by every web process through Redis when there is one."""
-    slots = limiter.reserve(f"api:{caller.name}", per_second, 1, BURST_SECONDS)
+    Each key has its own rate, shared by every web process through Redis when there is one;
+    `deployment` (the queue's name) keeps apart deployments that share a Redis."""
+    slots = limiter.reserve(f"api:{deployment}:{caller.name}", per_second, 1, BURST_SECONDS)
     if slots.taken:
         return 0
     return max(1, math.ceil(slots.wait - BURST_SECONDS))

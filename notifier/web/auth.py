@@ -13,6 +13,7 @@ from .. import api_keys
 from ..api_keys import ApiCaller
 from ..deps import Rt
 from ..ratelimit import LocalRateLimiter, RateLimiter
+from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ async def api_key(request: Request, rt: Rt) -> ApiCaller:
     if caller is None:
         raise HTTPException(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
     request.state.api_caller = caller  # for the audit log (web/audit_trail.py)
-    wait = await _throttled(request.app.state.api_limiter, caller, rt.settings.api_rate)
+    wait = await _throttled(request.app.state.api_limiter, caller, rt)
     if wait:
         refusal = f"too many requests with this key: try again in {wait} s"
         raise HTTPException(429, refusal, {"Retry-After": str(wait)})
@@ -59,11 +60,12 @@ async def events_key(caller: Sender) -> str:
     return caller.name
 
 
-async def _throttled(limiter: RateLimiter, caller: ApiCaller, per_second: float) -> int:
+async def _throttled(limiter: RateLimiter, caller: ApiCaller, rt: Runtime) -> int:
+    rate, deployment = rt.settings.api_rate, rt.settings.queue
     try:
         if isinstance(limiter, LocalRateLimiter):  # a lock and a dict: no thread needed
-            return api_keys.wait_before_next(limiter, caller, per_second)
-        return await run_in_threadpool(api_keys.wait_before_next, limiter, caller, per_second)
+            return api_keys.wait_before_next(limiter, caller, rate, deployment)
+        return await run_in_threadpool(api_keys.wait_before_next, limiter, caller, rate, deployment)
     except redis.RedisError as exc:
         # The limit shields the service from a runaway client; it is not what keeps patients'
         # data safe (the key and its scopes are). A Redis that does not answer lets calls in.
