@@ -39,7 +39,8 @@ def record(
     """Adds one entry and commits it (with whatever else the session holds: an action and
     its record are kept together). Long values are cut to the column, never refused: the
     record of an action must not fail because of a long name."""
-    entry = AuditEntry(
+    audit_store.add(
+        session,
         at=at,
         actor=_fit(actor, 340),
         address=_fit(address, 64) or None,
@@ -48,7 +49,6 @@ def record(
         outcome=_fit(outcome, 32),
         detail=_fit(detail, 300) or None,
     )
-    audit_store.add(session, entry)
     session.commit()
 
 
