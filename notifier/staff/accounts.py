@@ -58,6 +58,14 @@ def find(session: Session, email: str) -> StaffUser | None:
     return staff_store.user_by_email(session, email.strip().lower())
 
 
+def every_account(session: Session) -> list[StaffUser]:
+    return staff_store.all_users(session)
+
+
+def by_id(session: Session, user_id: int) -> StaffUser | None:
+    return staff_store.user_by_id(session, user_id)
+
+
 def _existing(session: Session, email: str) -> StaffUser:
     user = find(session, email)
     if user is None:

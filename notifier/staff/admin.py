@@ -21,7 +21,6 @@ from .. import api_keys, audit
 from ..audit import AuditFilter
 from ..deps import Db, Rt
 from ..runtime import Runtime
-from ..store import staff as staff_store
 from . import accounts, board, sessions, trail
 from .models import StaffSession
 from .routes import _back, _render  # the dashboard's own page frame and redirect
@@ -45,7 +44,7 @@ router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depen
 
 @router.get("/staff", name="staff_admin_accounts")
 def accounts_page(request: Request, rt: Rt, s: Db, admin: Admin) -> Response:
-    users = staff_store.all_users(s)
+    users = accounts.every_account(s)
     return _render(request, rt, s, admin, "admin_accounts.html", users=users)
 
 
@@ -96,7 +95,7 @@ def _account_change(
     action: str,
     change: Callable[[str], str],
 ) -> Response:
-    user = staff_store.user_by_id(s, user_id)
+    user = accounts.by_id(s, user_id)
     if user is None:
         sessions.set_flash(s, admin, "error", "There is no such account.")
         return _back(request, form, "staff_admin_accounts")
@@ -115,7 +114,7 @@ def _account_change(
 
 @router.get("/api-keys", name="staff_admin_keys")
 def keys_page(request: Request, rt: Rt, s: Db, admin: Admin) -> Response:
-    keys = staff_store.all_keys(s)
+    keys = api_keys.listed(rt)
     return _render(request, rt, s, admin, "admin_keys.html", keys=keys, scopes=api_keys.SCOPES)
 
 
