@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -19,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, delete, select, text
 
 from notifier import api_keys, db
-from notifier.models import ApiKey, AuditEntry
+from notifier.models import ApiKey, AuditEntry, Base
 from notifier.runtime import Runtime
 from notifier.staff import accounts
 from notifier.staff.accounts import AccountError, create_staff, set_active, set_role
@@ -273,3 +275,10 @@ def _fresh_postgres(name: str) -> tuple[str, Callable[[], None]]:
         admin.dispose()
 
     return admin.url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def test_the_migration_makes_the_tables_the_models_describe(rt: Runtime) -> None:
+    mine = {"staff_users", "api_keys", "audit_log"}
+    with rt.engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in diffs if mine & set(re.findall(r"\w+", str(d)))] == []
