@@ -273,7 +273,10 @@ def apikey_create(args: argparse.Namespace) -> int:
 
 def apikey_list(args: argparse.Namespace) -> None:
     rt = runtime.from_env()
-    for key in api_keys.listed(rt):
+    keys = api_keys.listed(rt)
+    if not keys:
+        print("no keys issued (keys in NOTIFIER_API_KEYS are not listed)", file=sys.stderr)
+    for key in keys:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "live"
         print(f"{key.name:<24} {key.scopes:<20} created {key.created_at:%Y-%m-%d %H:%M}  {state}")
 

@@ -8,15 +8,19 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from notifier.runtime import Runtime
-from tests.test_staff_browser import browser, log_in, page, site  # noqa: F401 (fixtures)
+from tests import test_staff_browser
+from tests.test_staff_browser import log_in
 from tests.test_staff_web import AMY, TODAY_3PM, book
+
+# The dashboard's browser fixtures: Chromium, the app on a loopback port, a tab.
+browser, site, page = test_staff_browser.browser, test_staff_browser.site, test_staff_browser.page
 
 
 def test_an_admin_reads_and_exports_the_audit_log(
     rt: Runtime,
     site: str,
     page: Page,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     book(rt, "apt-1", TODAY_3PM)
     log_in(page, site)

@@ -57,6 +57,9 @@ def client(rt: Runtime) -> Iterator[TestClient]:
 def test_create_list_and_revoke_from_the_command_line(
     rt: Runtime, notifier: Run, client: TestClient
 ) -> None:
+    assert notifier("apikey", "list") == (
+        0, "", "no keys issued (keys in NOTIFIER_API_KEYS are not listed)\n",
+    )  # fmt: skip
     code, out, err = notifier("apikey", "create", "booking", "--scope", "events", "--scope", "read")
     key = out.strip()
     assert (code, err) == (0, "") and key.startswith("ntf_") and len(key) > 40
