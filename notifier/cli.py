@@ -13,7 +13,8 @@ from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
-from . import db, logs, runtime, version, web_processes
+from . import api_keys, audit, db, logs, runtime, version, web_processes
+from .api_keys import SCOPES
 from .clinic import ConfigError
 from .runtime import Runtime
 from .staff.commands import add_commands, add_template_commands
@@ -25,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 1 failed, 2 a usage or configuration error (argparse's own too);
     a user's mistake gets one line on stderr, never a traceback."""
     args = parser().parse_args(argv)
-    quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check) or (
-        args.run.__module__ == "notifier.staff.commands"
+    quiet = args.run in (demo, remind_now, db_upgrade, doctor, templates_check) or (
+        args.run.__module__ == "notifier.staff.commands" or args.run.__name__.startswith("apikey_")
     )
     try:
         json_logs = runtime.settings_from_env().json_logs
@@ -99,9 +100,7 @@ def parser() -> argparse.ArgumentParser:
     demo_cmd.add_argument(
         "--date", type=_day, help="the clinic day to play (YYYY-MM-DD); default: next Tuesday"
     )
-    key_cmd = command("apikey", apikey, "create an API key (printed once, stored hashed)")
-    key_cmd.add_argument("action", choices=["create"], help="what to do with the key")
-    key_cmd.add_argument("name", help="who the key is for, shown where it is used")
+    _add_apikey(commands)
     command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
     templates_cmd = commands.add_parser("templates", help="SMS templates: check all, preview one")
     template_actions = templates_cmd.add_subparsers(required=True, metavar="ACTION")
@@ -129,6 +128,27 @@ def parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="send even if one was sent in the last 10 minutes"
     )
     return top
+
+
+def _add_apikey(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    keys = commands.add_parser("apikey", help="API keys: create (printed once), list, revoke")
+    actions = keys.add_subparsers(required=True, metavar="ACTION")
+    help = "create a key; it is printed once and only its hash is kept"
+    create = actions.add_parser("create", help=help, description=help)
+    create.add_argument("name", help="who the key is for: the name the audit log shows")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=SCOPES,
+        help="what the key may do: events, read or remind; repeat for more (default: all)",
+    )
+    create.set_defaults(run=apikey_create)
+    help = "every key: name, scopes, when created and revoked"
+    actions.add_parser("list", help=help, description=help).set_defaults(run=apikey_list)
+    help = "revoke the key with this name: it is refused from now on"
+    revoke = actions.add_parser("revoke", help=help, description=help)
+    revoke.add_argument("name", help="the key's name, as `apikey list` shows it")
+    revoke.set_defaults(run=apikey_revoke)
 
 
 def _day(given: str) -> date:
@@ -267,10 +287,48 @@ def demo(args: argparse.Namespace) -> None:
     play(day, sys.stdout)
 
 
-def apikey(args: argparse.Namespace) -> None:
-    from .api_keys import issue
+def apikey_create(args: argparse.Namespace) -> int:
+    rt = runtime.from_env()
+    try:
+        key = api_keys.issue(rt, args.name, args.scope or [])
+    except api_keys.ApiKeyError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return 1
+    _audited(rt, "apikey.create", f"api_key:{args.name.strip()}", ",".join(args.scope or SCOPES))
+    print(key)
+    return 0
 
-    print(issue(runtime.from_env(), args.name))
+
+def apikey_list(args: argparse.Namespace) -> None:
+    rt = runtime.from_env()
+    keys = api_keys.listed(rt)
+    if not keys:
+        print("no keys issued (keys in NOTIFIER_API_KEYS are not listed)", file=sys.stderr)
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "live"
+        print(f"{key.name:<24} {key.scopes:<20} created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+def apikey_revoke(args: argparse.Namespace) -> int:
+    rt = runtime.from_env()
+    try:
+        count = api_keys.revoke(rt, args.name)
+    except api_keys.ApiKeyError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return 1
+    _audited(rt, "apikey.revoke", f"api_key:{args.name}")
+    print(f"revoked: {args.name}" + (f" ({count} keys)" if count > 1 else ""))
+    return 0
+
+
+def _audited(
+    rt: Runtime, action: str, subject: str, detail: str | None = None, outcome: str = "ok"
+) -> None:
+    with rt.sessions() as session:
+        audit.record(
+            session, rt.clock(), audit.cli_actor(), action, subject,
+            address="local", outcome=outcome, detail=detail,
+        )  # fmt: skip
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -295,23 +353,30 @@ def remind_now(args: argparse.Namespace) -> int:
     from .remind import CannotRemind, RemindedRecently, remind
 
     rt = runtime.from_env()
+    channels = args.channel or ["sms"]
+    forced = "; forced" if args.force else ""
+    note = f"channels: {','.join(channels)}{forced}; --staff {args.staff!r}"
+    subject = f"appointment:{args.appointment_id}"
     with rt.sessions() as session:
         try:
             result = remind(
                 session,
                 rt.clinic,
                 args.appointment_id,
-                args.channel or ["sms"],
+                channels,
                 args.staff,
                 rt.clock(),
                 force=args.force,
             )
         except RemindedRecently as exc:
+            _audited(rt, "reminder", subject, note, "refused")
             print(f"notifier: {exc} (--force sends another)", file=sys.stderr)
             return 1
         except CannotRemind as exc:
+            _audited(rt, "reminder", subject, note, "refused")
             print(f"notifier: {exc}", file=sys.stderr)
             return 1
+        _audited(rt, "reminder", subject, note, "ok" if result.created else "refused")
         for n in result.created:
             said = result.outcomes[n.channel]
             print(

@@ -332,3 +332,29 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Comma-separated, of api_keys.SCOPES; keys issued before scopes existed have them all.
+    scopes: Mapped[str] = mapped_column(String(64), default="events,read,remind")
+    # A revoked key is kept, so that the audit log's name for it still means something.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """Who did what, when, from where (HIPAA §164.312(b)). Rows are only ever inserted: no code
+    updates or deletes them, and a trigger refuses it in the database. Never a message body or
+    a patient's phone number or address: `subject` names a row by its id."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # staff:<email> | api:<key name> | cli:<system user> | unknown:<address typed at sign-in>
+    actor: Mapped[str] = mapped_column(String(340), index=True)
+    # The client's address as the web server saw it (behind a proxy: X-Forwarded-For); cli: local.
+    address: Mapped[str | None] = mapped_column(String(64))
+    # signin | signout | appointment.view | inbox.view | reminder | api.read | …: docs/security.md
+    action: Mapped[str] = mapped_column(String(64))
+    # appointment:<id> | notification:<id> | reply:<id> | staff:<email> | api_key:<name> | …
+    subject: Mapped[str | None] = mapped_column(String(200))
+    # ok | refused | denied | failed, or an HTTP status for an API call
+    outcome: Mapped[str] = mapped_column(String(32))
+    # A short note without patient data (the channels asked for, the reason for a refusal).
+    detail: Mapped[str | None] = mapped_column(String(300))

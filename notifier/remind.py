@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from . import eventlog
-from .clinic import ChannelName, Clinic
-from .models import Notification
+from .clinic import ChannelName, Clinic, Location
+from .models import Appointment, Notification
 from .plan import Planned
 from .reminder_outcome import ReminderOutcome, reminder_now
 from .schedule import add
@@ -33,6 +33,7 @@ class RemindedRecently(CannotRemind):
     def __init__(self, earlier: Notification, now: datetime) -> None:
         minutes = int((now - earlier.created_at).total_seconds() // 60)
         name = "SMS" if earlier.channel == "sms" else "email"
+        self.earlier = earlier
         self.staff = earlier.staff
         self.ago = f"{minutes} min ago" if minutes else "just now"
         super().__init__(f"not sent again: {self.staff} sent an {name} reminder {self.ago}")
@@ -57,20 +58,16 @@ def remind(
 ) -> Reminded:
     """Plans a reminder due now on each channel the patient may be reached on. Unless `force`,
     nothing is planned when one of `channels` had a manual reminder within REMIND_AGAIN_AFTER."""
-    appointment = appointments.by_id(session, appointment_id)
-    if appointment is None:
-        raise NoAppointment(f"no appointment {appointment_id!r}")
-    if appointment.status != "booked" or appointment.start_at <= now:
-        raise CannotRemind(f"appointment {appointment_id!r} is {appointment.status}, not upcoming")
-    location = clinic.location(appointment.location_id)
-    if location is None:
-        raise CannotRemind(f"location {appointment.location_id!r} is not in the clinic config")
-    since = now - REMIND_AGAIN_AFTER
-    earlier = (
-        None if force else notifications.latest_manual(session, appointment_id, channels, since)
-    )
-    if earlier is not None:
-        raise RemindedRecently(earlier, now)
+    # Held until the commit: two requests at once for one appointment take turns, so the
+    # second sees the first one's reminder and the guard below holds.
+    held = appointments.held_for_change(session, appointment_id)
+    try:
+        appointment, location = _remindable(
+            session, clinic, held, appointment_id, channels, now, force
+        )
+    except CannotRemind:
+        session.rollback()  # lets the row go at once
+        raise
     result = Reminded()
     planned = []
     for channel in dict.fromkeys(channels):
@@ -86,5 +83,31 @@ def remind(
     session.commit()
     ids = [n.id for n in result.created]
     made = [n.channel for n in result.created]
-    eventlog.staff_reminder(ids, appointment_id, appointment.location_id, made, staff)
+    eventlog.staff_reminder(ids, appointment_id, location.id, made, staff)
     return result
+
+
+def _remindable(
+    session: Session,
+    clinic: Clinic,
+    appointment: Appointment | None,
+    appointment_id: str,
+    channels: list[ChannelName],
+    now: datetime,
+    force: bool,
+) -> tuple[Appointment, Location]:
+    """The appointment and its location, or CannotRemind saying why no reminder goes."""
+    if appointment is None:
+        raise NoAppointment(f"no appointment {appointment_id!r}")
+    if appointment.status != "booked" or appointment.start_at <= now:
+        raise CannotRemind(f"appointment {appointment_id!r} is {appointment.status}, not upcoming")
+    location = clinic.location(appointment.location_id)
+    if location is None:
+        raise CannotRemind(f"location {appointment.location_id!r} is not in the clinic config")
+    since = now - REMIND_AGAIN_AFTER
+    earlier = (
+        None if force else notifications.latest_manual(session, appointment_id, channels, since)
+    )
+    if earlier is not None:
+        raise RemindedRecently(earlier, now)
+    return appointment, location

@@ -44,6 +44,8 @@ class Settings:
     queue: str = "notifier"
     # One JSON object a log line (NOTIFIER_LOG_FORMAT=json), for log shippers.
     json_logs: bool = False
+    # Requests a second each API key may make (with a burst of two seconds' worth); past it, 429.
+    api_rate: float = 50.0
 
     @property
     def sending_lease_seconds(self) -> float:
@@ -84,6 +86,7 @@ class Settings:
             send_concurrency=_count(env, "NOTIFIER_SEND_CONCURRENCY", cls.send_concurrency),
             queue=get("NOTIFIER_QUEUE") or cls.queue,
             json_logs=get("NOTIFIER_LOG_FORMAT") == "json",
+            api_rate=_rate(env, "NOTIFIER_API_RATE", cls.api_rate),
         )
 
 
@@ -107,3 +110,16 @@ def _count(env: dict[str, str], name: str, default: int) -> int:
     if not given.isdigit() or int(given) < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, not {given!r}")
     return int(given)
+
+
+def _rate(env: dict[str, str], name: str, default: float) -> float:
+    given = env.get(name)
+    if not given:
+        return default
+    try:
+        value = float(given)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a number of requests a second above 0, not {given!r}")
+    return value

@@ -333,8 +333,16 @@ def test_a_second_reminder_within_10_minutes_is_refused_as_a_double_click(
     again = client.post(
         "/v1/appointments/apt-1/remind", json={"channels": ["email", "sms"]}, headers=AUTH
     )
-    assert again.status_code == 409
-    assert again.json() == {"detail": "not sent again: amy sent an SMS reminder 9 min ago"}
+    assert again.status_code == 409 and again.headers["retry-after"] == "60"
+    assert again.json() == {
+        "detail": "not sent again: api:env-62af8704764f sent an SMS reminder 9 min ago",
+        "error": "reminded_recently",
+        "channel": "sms",
+        "by": "api:env-62af8704764f",
+        "at": "2026-11-30T14:00:00Z",
+        "retry_after": 60,
+        "hint": 'nothing was sent; {"force": true} sends another now',
+    }
     email = client.post("/v1/appointments/apt-1/remind", json={"channels": ["email"]}, headers=AUTH)
     assert email.status_code == 202  # the guard is per channel
     clock.now += timedelta(minutes=1, seconds=1)

@@ -60,7 +60,7 @@ def test_staff_create_stores_an_argon2_hash_that_logs_in(rt: Runtime, notifier: 
     code, out, _ = notifier(
         "staff", "create", "Amy@Clinic.example", "--password-stdin", stdin="correct horse 9\n"
     )
-    assert (code, out) == (0, "staff account created: amy@clinic.example\n")
+    assert (code, out) == (0, "staff account created: amy@clinic.example (admin)\n")
     with rt.sessions() as session:
         user = session.scalars(select(StaffUser)).one()
         assert user.password_hash.startswith("$argon2id$")
@@ -117,7 +117,10 @@ def test_one_account_per_address_and_a_new_password_signs_out(rt: Runtime, notif
 
 
 def test_a_disabled_account_cannot_sign_in_until_enabled(rt: Runtime, notifier: Run) -> None:
-    notifier("staff", "create", "amy@clinic.example", "--password-stdin", stdin="first pass 1")
+    notifier(
+        "staff", "create", "amy@clinic.example", "--role", "staff", "--password-stdin",
+        stdin="first pass 1",
+    )  # fmt: skip
     with rt.sessions() as session:
         user = authenticate(session, "amy@clinic.example", "first pass 1", rt.clock())
         token = sessions.start(session, user, rt.clock())
@@ -212,3 +215,21 @@ def test_remind_refuses_a_second_reminder_within_10_minutes_unless_forced(
             select(Notification).where(Notification.kind == "manual").order_by(Notification.id)
         )
         assert [n.staff for n in manual] == ["amy", "cli"]
+
+
+def test_roles_from_the_command_line(rt: Runtime, notifier: Run) -> None:
+    notifier("staff", "create", "amy@clinic.example", "--password-stdin", stdin="first pass 1")
+    code, out, _ = notifier(
+        "staff", "create", "ben@clinic.example", "--password-stdin", stdin="second pass 2"
+    )
+    assert out == "staff account created: ben@clinic.example (staff)\n"
+    assert notifier("staff", "disable", "amy@clinic.example") == (
+        1, "", "notifier: amy@clinic.example is the only admin: make another account admin first\n",
+    )  # fmt: skip
+    assert notifier("staff", "role", "ben@clinic.example", "admin") == (
+        0, "ben@clinic.example is now admin\n", "",
+    )  # fmt: skip
+    assert notifier("staff", "role", "amy@clinic.example", "staff")[0] == 0
+    with rt.sessions() as session:
+        roles = dict(session.execute(select(StaffUser.email, StaffUser.role)).tuples().all())
+    assert roles == {"amy@clinic.example": "staff", "ben@clinic.example": "admin"}

@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session
 from ..store import staff as staff_store
 from .models import StaffUser
 
+# admin: staff accounts, API keys, the audit log, besides the daily work; staff: the daily work.
+ADMIN, STAFF = "admin", "staff"
+ROLES = (ADMIN, STAFF)
 MIN_PASSWORD_LENGTH = 10
 # Wrong passwords in a row that close an account for LOCK_FOR: slows guessing to a crawl.
 LOCK_AFTER = 5
@@ -55,6 +58,14 @@ def find(session: Session, email: str) -> StaffUser | None:
     return staff_store.user_by_email(session, email.strip().lower())
 
 
+def every_account(session: Session) -> list[StaffUser]:
+    return staff_store.all_users(session)
+
+
+def by_id(session: Session, user_id: int) -> StaffUser | None:
+    return staff_store.user_by_id(session, user_id)
+
+
 def _existing(session: Session, email: str) -> StaffUser:
     user = find(session, email)
     if user is None:
@@ -67,17 +78,24 @@ def anyone(session: Session) -> bool:
     return staff_store.has_accounts(session)
 
 
-def create_staff(session: Session, email: str, password: str, now: datetime) -> StaffUser:
+def create_staff(
+    session: Session, email: str, password: str, now: datetime, role: str | None = None
+) -> StaffUser:
+    """`role` None: admin while the clinic has no admin (its first account), staff after."""
     address = normalize_email(email)
     _check_password(password)
     if find(session, address) is not None:
         raise AccountError(f"{address} already has an account (use `notifier staff password`)")
+    if role is None:
+        role = STAFF if staff_store.count_active_admins(session) else ADMIN
+    _check_role(role)
     user = StaffUser(
         email=address,
         password_hash=_hasher.hash(password),
         active=True,
         created_at=now,
         failed_logins=0,
+        role=role,
     )
     session.add(user)
     session.commit()
@@ -98,6 +116,8 @@ def set_password(session: Session, email: str, password: str) -> StaffUser:
 def set_active(session: Session, email: str, active: bool) -> StaffUser:
     """Closes an account (its sessions end at once) or opens it again."""
     user = _existing(session, email)
+    if not active:
+        _keep_an_admin(session, user)
     user.active = active
     if not active:
         staff_store.end_sessions_of(session, user.id)
@@ -142,3 +162,25 @@ def _locked(user: StaffUser, now: datetime) -> bool:
         and user.last_failed_at is not None
         and now - user.last_failed_at < LOCK_FOR
     )
+
+
+def set_role(session: Session, email: str, role: str) -> StaffUser:
+    """A new role, in force from the account's next page (the role is read on each)."""
+    _check_role(role)
+    user = _existing(session, email)
+    if role != ADMIN:
+        _keep_an_admin(session, user)
+    user.role = role
+    session.commit()
+    return user
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"no role {role!r}: {' or '.join(ROLES)}")
+
+
+def _keep_an_admin(session: Session, user: StaffUser) -> None:
+    # Without an active admin no one could manage accounts or keys from the dashboard.
+    if user.role == ADMIN and user.active and staff_store.count_active_admins(session) <= 1:
+        raise AccountError(f"{user.email} is the only admin: make another account admin first")

@@ -14,18 +14,18 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from .. import runtime
+from .. import audit, runtime
 from ..csv_import import ImportFileError, import_csv
 from ..doctor import example_context
 from ..render import TemplateMissing, sms_segments
 from ..runtime import Runtime
-from .accounts import AccountError, create_staff, set_active, set_password
+from .accounts import ROLES, AccountError, create_staff, set_active, set_password, set_role
 from .models import StaffUser
 from .timeline import Entry, Timeline, UnknownAppointment, timeline
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """`staff create|password|disable|enable`, `import` and `plan`."""
+    """`staff create|password|role|disable|enable`, `import` and `plan`."""
     _add_staff(commands)
     help = "import booking rows from a CSV file (columns: docs/staff.md)"
     importing = commands.add_parser("import", help=help, description=help)
@@ -49,7 +49,18 @@ def _add_staff(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         sub.add_argument(
             "--password-stdin", action="store_true", help="read the password from stdin"
         )
+        if run is staff_create:
+            sub.add_argument(
+                "--role",
+                choices=ROLES,
+                help="admin or staff (default: admin for the clinic's first account, else staff)",
+            )
         sub.set_defaults(run=run)
+    help = "make an account admin (accounts, API keys, audit log) or staff (the daily work)"
+    role = actions.add_parser("role", help=help, description=help)
+    role.add_argument("email", help="the staff member's sign-in address")
+    role.add_argument("role", choices=ROLES, help="admin or staff")
+    role.set_defaults(run=staff_role)
     for name, help in (
         ("disable", "close an account: it cannot sign in and its sessions end"),
         ("enable", "open a closed account again"),
@@ -91,8 +102,9 @@ def _password(from_stdin: bool) -> str:
 
 def staff_create(args: argparse.Namespace) -> int:
     return _account(
-        lambda s, now: create_staff(s, args.email, _password(args.password_stdin), now),
-        "staff account created: {email}",
+        lambda s, now: create_staff(s, args.email, _password(args.password_stdin), now, args.role),
+        "staff account created: {email} ({role})",
+        "staff.create",
     )
 
 
@@ -100,6 +112,7 @@ def staff_password(args: argparse.Namespace) -> int:
     return _account(
         lambda s, now: set_password(s, args.email, _password(args.password_stdin)),
         "password changed: {email} (signed out everywhere)",
+        "staff.password",
     )
 
 
@@ -107,17 +120,28 @@ def staff_access(args: argparse.Namespace) -> int:
     return _account(
         lambda s, now: set_active(s, args.email, args.active),
         "{email} can " + ("now" if args.active else "no longer") + " sign in",
+        "staff.enable" if args.active else "staff.disable",
     )
 
 
-def _account(change: Callable[[Session, datetime], StaffUser], done: str) -> int:
+def staff_role(args: argparse.Namespace) -> int:
+    return _account(
+        lambda s, now: set_role(s, args.email, args.role), "{email} is now {role}", "staff.role"
+    )
+
+
+def _account(change: Callable[[Session, datetime], StaffUser], done: str, action: str) -> int:
     rt = runtime.from_env()
     try:
         with rt.sessions() as session:
             user = change(session, rt.clock())
+            audit.record(
+                session, rt.clock(), audit.cli_actor(), action, f"staff:{user.email}",
+                address="local", detail=f"role: {user.role}",
+            )  # fmt: skip
     except AccountError as exc:
         return _fail(exc)
-    print(done.format(email=user.email))
+    print(done.format(email=user.email, role=user.role))
     return 0
 
 

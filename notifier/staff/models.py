@@ -22,6 +22,8 @@ class StaffUser(Base):
     # Consecutive wrong passwords: enough of them close the account for a while (accounts.py).
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # admin (staff accounts, API keys, the audit log) | staff (the daily work): roles.py
+    role: Mapped[str] = mapped_column(String(16), default="staff")
 
 
 class StaffSession(Base):

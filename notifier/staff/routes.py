@@ -23,7 +23,7 @@ from ..reminder_outcome import textable
 from ..runtime import Runtime
 from ..stats import stats
 from ..track import is_opted_out
-from . import actions, board, conversations, desk, search, sessions, signin
+from . import actions, board, conversations, desk, search, sessions, signin, trail
 from .models import StaffSession
 from .pages import clock, templates
 from .sessions import Flash
@@ -69,6 +69,7 @@ def day_board(
 def appointment_page(
     request: Request, rt: Rt, s: Db, staff: Staff, appointment_id: str
 ) -> Response:
+    trail.staff_did(request, rt, s, staff, "appointment.view", f"appointment:{appointment_id}")
     try:
         plan = timeline(rt, s, appointment_id, rt.clock())
     except UnknownAppointment as exc:
@@ -98,8 +99,12 @@ def visit_action(
         )
     except actions.Refused as exc:
         sessions.set_flash(s, staff, "error", str(exc))
+        outcome = "refused"
     else:
         sessions.set_flash(s, staff, "ok", done.text)
+        outcome = "ok"
+    subject = f"appointment:{appointment_id}"
+    trail.staff_did(request, rt, s, staff, f"visit.{action}", subject, outcome)
     return _back(request, form, "staff_appointment", appointment_id=appointment_id)
 
 
@@ -120,13 +125,18 @@ def undo_action(
         )
     except actions.Refused as exc:
         sessions.set_flash(s, staff, "error", str(exc))
+        outcome = "refused"
     else:
         sessions.set_flash(s, staff, "ok", done.text)
+        outcome = "ok"
+    subject = f"appointment:{appointment_id}"
+    trail.staff_did(request, rt, s, staff, "visit.undo", subject, outcome)
     return _back(request, form, "staff_appointment", appointment_id=appointment_id)
 
 
 @router.get("/search", name="staff_search")
 def search_page(request: Request, rt: Rt, s: Db, staff: Staff, q: str = "") -> Response:
+    trail.staff_did(request, rt, s, staff, "patient.search")
     results = search.find(s, q)
     return _render(request, rt, s, staff, "search.html", results=results)
 
@@ -142,6 +152,16 @@ def remind_now(
     channel: Annotated[ChannelName, Form()],
 ) -> Response:
     outcome = _reminded(rt, s, appointment_id, channel, staff.user.email)
+    trail.staff_did(
+        request,
+        rt,
+        s,
+        staff,
+        "reminder",
+        f"appointment:{appointment_id}",
+        outcome.level,
+        f"{channel}: {outcome.text}",
+    )
     sessions.set_flash(s, staff, outcome.level, outcome.text)
     return _back(request, form, "staff_appointment", appointment_id=appointment_id)
 
@@ -154,6 +174,7 @@ def inbox_page(request: Request, staff: Staff) -> Response:
 
 @router.get("/worklist", name="staff_worklist")
 def worklist_page(request: Request, rt: Rt, s: Db, staff: Staff) -> Response:
+    trail.staff_did(request, rt, s, staff, "worklist.view")
     items = conversations.worklist(s, rt.clinic, staff.location_id)
     handled = board.recently_handled(s, rt.clinic, staff.location_id)
     unread = conversations.unread(s, rt.clinic)
@@ -171,6 +192,7 @@ def handled(
         actions.mark_handled(s, message_id, staff.user.email, rt.clock())
     except actions.Refused as exc:
         sessions.set_flash(s, staff, "error", str(exc))
+    trail.staff_did(request, rt, s, staff, "reply.handled", f"reply:{message_id}")
     return _back(request, form, "staff_worklist")
 
 
@@ -180,6 +202,8 @@ def settle(
 ) -> Response:
     if not conversations.settle_failure(s, notification_id, staff.user.email, rt.clock()):
         sessions.set_flash(s, staff, "error", "Someone took care of this message already.")
+    subject = f"notification:{notification_id}"
+    trail.staff_did(request, rt, s, staff, "failure.settled", subject)
     return _back(request, form, "staff_worklist")
 
 
@@ -188,6 +212,7 @@ def thread_page(request: Request, rt: Rt, s: Db, staff: Staff, patient_id: str) 
     shown = conversations.thread(s, rt.clinic, patient_id, rt.clock())
     if shown is None:
         return _render(request, rt, s, staff, "missing.html", 404, reason="No such patient.")
+    trail.staff_did(request, rt, s, staff, "conversation.view", f"patient:{patient_id}")
     return _render(request, rt, s, staff, "thread.html", thread=shown, form_id=_form_id())
 
 
@@ -197,6 +222,8 @@ def send_text(
 ) -> Response:
     outcome = _answered(rt, s, patient_id, form, staff.user.email)
     sessions.set_flash(s, staff, outcome.level, outcome.text)
+    subject = f"patient:{patient_id}"
+    trail.staff_did(request, rt, s, staff, "message.sent", subject, outcome.level)
     return _back(request, form, "staff_thread", patient_id=patient_id)
 
 
@@ -222,6 +249,7 @@ def retry(
         sessions.set_flash(s, staff, "error", str(exc))
     else:
         sessions.set_flash(s, staff, "ok", "Retrying: it goes out again within seconds.")
+    trail.staff_did(request, rt, s, staff, "retry", f"notification:{notification_id}")
     return _back(request, form, "staff_failed")
 
 

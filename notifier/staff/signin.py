@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 
 from ..deps import Db, Rt
 from ..runtime import Runtime
-from . import accounts, sessions
+from . import accounts, sessions, trail
 from .models import StaffSession
 from .pages import templates
 
@@ -64,7 +64,9 @@ def login(
     try:
         user = accounts.authenticate(s, email, password, rt.clock())
     except accounts.LoginRefused as exc:
+        trail.signed_in(request, rt, s, email, ok=False)
         return _login_form(request, rt, str(exc), status=401)
+    trail.signed_in(request, rt, s, email, ok=True)
     token = sessions.start(s, user, rt.clock())
     response = RedirectResponse(local(next) or path_to(request, "staff_board"), 303)
     _set_cookie(request, response, sessions.COOKIE, token, int(sessions.LIFETIME.total_seconds()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import Appointment, Patient
@@ -18,6 +18,18 @@ def by_id(session: Session, appointment_id: str) -> Appointment | None:
 def locked_by_id(session: Session, appointment_id: str) -> Appointment | None:
     """The appointment, its row locked for this transaction (FOR UPDATE on PostgreSQL)."""
     return session.get(Appointment, appointment_id, with_for_update=True)
+
+
+def held_for_change(session: Session, appointment_id: str) -> Appointment | None:
+    """The appointment, its row held for this transaction: FOR UPDATE on PostgreSQL; on SQLite,
+    whose SELECT takes no lock, a write that changes nothing takes the database's write lock."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Appointment)
+            .where(Appointment.id == appointment_id)
+            .values(updated_at=Appointment.updated_at)
+        )
+    return locked_by_id(session, appointment_id)
 
 
 def one_by_id(session: Session, appointment_id: str) -> Appointment:

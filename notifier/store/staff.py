@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import ApiKey
@@ -42,10 +42,41 @@ def end_sessions_idle_or_old(session: Session, seen_by: datetime, created_by: da
     )
 
 
-def is_issued_key(session: Session, key_sha256: str) -> bool:
-    """Whether `notifier apikey` issued the key with this SHA-256 (hex)."""
-    return session.scalar(select(ApiKey.id).where(ApiKey.key_sha256 == key_sha256)) is not None
+def live_key(session: Session, key_sha256: str) -> ApiKey | None:
+    """The key `notifier apikey` issued with this SHA-256 (hex), unless it was revoked."""
+    return session.scalar(
+        select(ApiKey).where(ApiKey.key_sha256 == key_sha256, ApiKey.revoked_at.is_(None))
+    )
 
 
-def add_key(session: Session, name: str, key_sha256: str, now: datetime) -> None:
-    session.add(ApiKey(name=name, key_sha256=key_sha256, created_at=now))
+def live_keys_named(session: Session, name: str) -> list[ApiKey]:
+    return list(
+        session.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)))
+    )
+
+
+def all_keys(session: Session) -> list[ApiKey]:
+    """Live keys first, each group by name."""
+    query = select(ApiKey).order_by(ApiKey.revoked_at.is_not(None), ApiKey.name, ApiKey.id)
+    return list(session.scalars(query))
+
+
+def key_by_id(session: Session, key_id: int) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def add_key(session: Session, name: str, key_sha256: str, scopes: str, now: datetime) -> None:
+    session.add(ApiKey(name=name, key_sha256=key_sha256, scopes=scopes, created_at=now))
+
+
+def all_users(session: Session) -> list[StaffUser]:
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.email)))
+
+
+def user_by_id(session: Session, user_id: int) -> StaffUser | None:
+    return session.get(StaffUser, user_id)
+
+
+def count_active_admins(session: Session) -> int:
+    query = select(func.count()).where(StaffUser.role == "admin", StaffUser.active.is_(True))
+    return session.scalar(query) or 0

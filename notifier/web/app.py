@@ -15,10 +15,12 @@ from .. import assets
 from ..bodies import invalid
 from ..db import DB_POOL_SIZE
 from ..integrations.routes import router as integration_routes
-from ..runtime import Runtime
+from ..runtime import Runtime, rate_limiter
+from ..staff.admin import router as admin_routes
 from ..staff.routes import router as staff_routes
 from . import api, link_pages, operations, webhooks
-from .auth import api_key
+from .audit_trail import ApiAudit
+from .auth import events_key
 
 
 def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> FastAPI:
@@ -32,11 +34,14 @@ def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> Fa
     app.state.broker_ping = broker_ping
     # As many threads as the database pool keeps connections: more would only queue there.
     app.state.events_pool = ThreadPoolExecutor(DB_POOL_SIZE, thread_name_prefix="events")
+    app.state.api_limiter = rate_limiter(rt.settings)  # each API key's rate (web/auth.py)
+    app.add_middleware(ApiAudit, rt=rt)
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.include_router(link_pages.router)
-    app.include_router(integration_routes(rt, api_key, partial(api.accept_event, rt)))
+    app.include_router(integration_routes(rt, events_key, partial(api.accept_event, rt)))
     app.include_router(staff_routes, prefix="/staff")
+    app.include_router(admin_routes, prefix="/staff")
     app.include_router(operations.router)
     app.mount(assets.PREFIX, assets.files(rt.settings.templates_dir), name=assets.ROUTE_NAME)
     return app
