@@ -19,7 +19,7 @@ from ..csv_import import ImportFileError, import_csv
 from ..doctor import example_context
 from ..render import TemplateMissing, sms_segments
 from ..runtime import Runtime
-from .accounts import AccountError, create_staff, set_active, set_password
+from .accounts import AccountError, create_staff, reset_two_factor, set_active, set_password
 from .models import StaffUser
 from .timeline import Entry, Timeline, UnknownAppointment, timeline
 
@@ -57,6 +57,10 @@ def _add_staff(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         sub = actions.add_parser(name, help=help, description=help)
         sub.add_argument("email", help="the staff member's sign-in address")
         sub.set_defaults(run=staff_access, active=name == "enable")
+    help = "turn off an account's two-factor sign-in (a lost phone); its sessions end"
+    reset = actions.add_parser("reset-2fa", help=help, description=help)
+    reset.add_argument("email", help="the staff member's sign-in address")
+    reset.set_defaults(run=staff_reset_two_factor)
 
 
 def add_template_commands(templates: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -107,6 +111,14 @@ def staff_access(args: argparse.Namespace) -> int:
     return _account(
         lambda s, now: set_active(s, args.email, args.active),
         "{email} can " + ("now" if args.active else "no longer") + " sign in",
+    )
+
+
+def staff_reset_two_factor(args: argparse.Namespace) -> int:
+    return _account(
+        lambda s, now: reset_two_factor(s, args.email),
+        "two-factor sign-in reset: {email} sets it up again at the next sign-in"
+        " (signed out everywhere)",
     )
 
 

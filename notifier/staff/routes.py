@@ -20,7 +20,7 @@ from ..remind import CannotRemind, RemindedRecently, remind
 from ..runtime import Runtime
 from ..stats import stats
 from ..track import is_opted_out
-from . import actions, board, sessions, signin
+from . import actions, board, second_factor, sessions, signin
 from .models import StaffSession
 from .pages import templates
 from .sessions import Flash
@@ -34,6 +34,7 @@ AppointmentId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 router = APIRouter(include_in_schema=False)
 router.include_router(signin.router)
+router.include_router(second_factor.router)
 
 
 @router.post("/location", name="staff_location")

@@ -9,15 +9,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match
 
 from ..bodies import invalid
 from ..db import DB_POOL_SIZE
 from ..integrations.routes import router as integration_routes
 from ..runtime import Runtime
+from ..settings import STATIC_DIR
 from ..staff.routes import router as staff_routes
 from . import api, link_pages, operations, webhooks
 from .auth import api_key
+from .headers import SecurityHeaders
 
 
 def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> FastAPI:
@@ -37,6 +40,8 @@ def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> Fa
     app.include_router(integration_routes(rt, api_key, partial(api.accept_event, rt)))
     app.include_router(staff_routes, prefix="/staff")
     app.include_router(operations.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityHeaders)
     return app
 
 
