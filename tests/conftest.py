@@ -28,6 +28,7 @@ TABLES = (
     "notification_events, notifications, inbound_messages, sms_opt_outs, early_receipts,"
     " appointments, patients,"
     " booking_events, api_keys, staff_sessions, staff_users"
+    ", staff_recovery_codes, login_throttles"
 )
 
 
