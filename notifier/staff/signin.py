@@ -3,12 +3,12 @@ signed-in staff member (`Staff`) and, for a button, its form once the CSRF token
 (`Posted`). The second factor's pages are in second_factor.py."""
 
 import secrets
+from functools import partial
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -20,7 +20,11 @@ from .pages import templates
 
 # The login form's CSRF token, before there is a session to keep it in (double-submit cookie).
 LOGIN_COOKIE = "notifier_login"
-BUSY = "Many people are signing in right now: try again in a few seconds."
+# The answer to a sign-in past the hashing line: written once, as a flood sends thousands.
+BUSY = (
+    '<!doctype html><html lang="en"><meta charset="utf-8"><title>Busy</title>'
+    "<p>Many people are signing in right now: go back and try again in a few seconds.</p>"
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -66,13 +70,11 @@ async def login(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     login_form_ok(request, csrf)
+    check = partial(_check_password, request, rt, email, password)
     try:
-        async with hashes.slot(rt.settings.login_concurrency):
-            user = await run_in_threadpool(_check_password, request, rt, email, password)
+        user = await hashes.in_a_slot(rt.settings.login_concurrency, check)
     except hashes.Busy:
-        response = _login_form(request, rt, BUSY, status=429)
-        response.headers["Retry-After"] = str(hashes.RETRY_AFTER_SECONDS)
-        return response
+        return HTMLResponse(BUSY, 429, {"Retry-After": str(hashes.RETRY_AFTER_SECONDS)})
     except accounts.LoginRefused as exc:
         return _login_form(request, rt, str(exc), status=401)
     return _after_password(request, rt, user, local(next) or "")
