@@ -127,7 +127,7 @@ def authenticate(
         log.info("staff sign-in refused: wrong password for account %d, client %s", user.id, client)
         raise LoginRefused(REFUSED)
     log.info("staff sign-in: password right for account %d, client %s", user.id, client)
-    throttle.succeeded(session, keys)
+    throttle.succeeded(session, keys, now)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = now

@@ -47,7 +47,7 @@ def code(
     if not (throttle.admits(s, keys, now) and twofactor.accept(s, user, code, now)):
         s.commit()
         return _page(request, rt, "login_code.html", 401, error=WRONG_CODE)
-    throttle.succeeded(s, keys)
+    throttle.succeeded(s, keys, now)
     s.commit()
     landing = pending.next or path_to(request, "staff_board")
     return finish_sign_in(request, rt, s, user, RedirectResponse(landing, 303))
@@ -80,7 +80,7 @@ def enrol(
     codes = twofactor.enrol(s, user, pending.new_secret or "", code, now) if allowed else []
     if not codes:
         return _enrol_form(request, rt, pending.new_secret or "", user, WRONG_CODE)
-    throttle.succeeded(s, keys)
+    throttle.succeeded(s, keys, now)
     s.commit()
     landing = pending.next or path_to(request, "staff_board")
     shown = _page(request, rt, "recovery_codes.html", codes=codes, landing=landing)

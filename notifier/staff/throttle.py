@@ -68,11 +68,13 @@ def admits(session: Session, keys: list[Key], now: datetime) -> bool:
     return all(counts[k.digest] <= k.limit for k in keys)
 
 
-def succeeded(session: Session, keys: list[Key]) -> None:
+def succeeded(session: Session, keys: list[Key], now: datetime) -> None:
     """The attempt was right: its count is taken back, and the keys of this very account
-    start afresh. The caller commits."""
+    start afresh. Counts whose window has passed are dropped too, so that a flood's rows do
+    not stay for good. The caller commits."""
     staff_store.forget_attempts(session, [k.digest for k in keys if k.reset_on_success])
     staff_store.take_back_attempt(session, [k.digest for k in keys if not k.reset_on_success])
+    staff_store.forget_attempts_before(session, now - WINDOW)
 
 
 def forget_account(session: Session, email: str) -> None:

@@ -89,6 +89,10 @@ def forget_attempts(session: Session, keys: list[str]) -> None:
         session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
 
 
+def forget_attempts_before(session: Session, last_at: datetime) -> None:
+    session.execute(delete(LoginThrottle).where(LoginThrottle.last_at <= last_at))
+
+
 def accept_totp_step(session: Session, user_id: int, step: int) -> bool:
     """Records that a code of `step` signed this account in, unless one of that step or a
     later one already did: a code is good once (RFC 6238 §5.2)."""
