@@ -6,6 +6,7 @@ refusal without NOTIFIER_PUBLIC_URL."""
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from dataclasses import replace
 from datetime import timedelta
@@ -156,3 +157,31 @@ def test_sending_without_a_public_url_is_a_start_up_error(tmp_path: object) -> N
     done = subprocess.run([*NOTIFIER, "web"], env=env, capture_output=True, text=True)
     assert (done.returncode, done.stderr.count("\n")) == (2, 1)
     assert done.stderr.startswith("notifier: NOTIFIER_PUBLIC_URL is not set")
+
+
+def test_a_signed_in_staff_member_turns_two_factor_on_by_choice(
+    rt: Runtime, clock: SimulatedClock
+) -> None:
+    new_staff(rt)
+    with TestClient(create_app(rt)) as client:
+        log_in(client)
+        page = client.get("/staff/two-factor")
+        key = re.search(r'class="secret">([^<]+)<', page.text)
+        token = re.search(r'name="secret" value="([^"]+)"', page.text)
+        assert key and token, page.text
+        totp = pyotp.TOTP(key[1].replace(" ", ""))
+        form = {"csrf": csrf(page), "secret": token[1]}
+        wrong = client.post("/staff/two-factor", data=form | {"code": "12345x"})
+        assert wrong.status_code == 401
+        forged = form | {"secret": token[1][:-2] + "xx", "code": totp.at(clock())}
+        assert client.post("/staff/two-factor", data=forged).url.path == "/staff/two-factor"
+        shown = client.post("/staff/two-factor", data=form | {"code": totp.at(clock())})
+        first = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", shown.text)
+        assert len(first) == twofactor.RECOVERY_CODES
+        on = client.get("/staff/two-factor")
+        assert "Two-factor sign-in is on" in on.text
+        renewed = client.post("/staff/two-factor/recovery-codes", data={"csrf": csrf(on)})
+        second = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", renewed.text)
+        assert len(second) == twofactor.RECOVERY_CODES and not set(first) & set(second)
+        client.post("/staff/logout", data={"csrf": csrf(on)})
+        assert log_in(client).headers["location"] == "/staff/login/code"

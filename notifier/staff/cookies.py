@@ -3,7 +3,9 @@
 - the *known device*: set at each full sign-in, it lets that account sign in again from this
   browser under a count of its own, however many wrong passwords strangers try (throttle.py);
 - the *half-done sign-in*: the password was right and a second factor is still to come; it
-  names the account (and, while enrolling, the new secret) for five minutes.
+  names the account (and, while enrolling, the new secret) for five minutes;
+- and, not a cookie but signed alike, the new secret in the enrolment form of a signed-in
+  staff member who turns two-factor sign-in on by choice.
 
 Both are signed with NOTIFIER_SECRET_KEY, so a client can read but not forge or change them.
 """
@@ -47,7 +49,7 @@ def known_device(secret_key: str, token: str | None) -> tuple[int, str] | None:
     if not (isinstance(loaded, list) and len(loaded) == 2):
         return None
     user_id, device_id = loaded
-    if isinstance(user_id, int) and isinstance(device_id, str):
+    if type(user_id) is int and isinstance(device_id, str):
         return user_id, device_id
     return None
 
@@ -61,8 +63,20 @@ def pending(secret_key: str, token: str | None) -> Pending | None:
     if not (isinstance(loaded, list) and len(loaded) == 3):
         return None
     user_id, next, new_secret = loaded
-    if isinstance(user_id, int) and isinstance(next, str) and isinstance(new_secret, str | None):
+    if type(user_id) is int and isinstance(next, str) and isinstance(new_secret, str | None):
         return Pending(user_id, next, new_secret)
+    return None
+
+
+def enrolment_token(secret_key: str, user_id: int, new_secret: str) -> str:
+    """The secret being enrolled from a signed-in session, carried by the enrolment form."""
+    return _signer(secret_key, "enrol").dumps([user_id, new_secret])
+
+
+def enrolment_secret(secret_key: str, token: str, user_id: int) -> str | None:
+    loaded = _load(secret_key, "enrol", token, PENDING_MAX_AGE * 2)
+    if isinstance(loaded, list) and len(loaded) == 2 and loaded[0] == user_id:
+        return loaded[1] if isinstance(loaded[1], str) else None
     return None
 
 
