@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
@@ -77,7 +78,8 @@ async def login(
         return HTMLResponse(BUSY, 429, {"Retry-After": str(hashes.RETRY_AFTER_SECONDS)})
     except accounts.LoginRefused as exc:
         return _login_form(request, rt, str(exc), status=401)
-    return _after_password(request, rt, user, local(next) or "")
+    # The session's writes on a thread: this route itself runs on the event loop.
+    return await run_in_threadpool(_after_password, request, rt, user, local(next) or "")
 
 
 def _check_password(request: Request, rt: Runtime, email: str, password: str) -> StaffUser:
