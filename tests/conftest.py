@@ -35,7 +35,13 @@ TABLES = (
 # Tests that run real processes against the wall clock (a text a second, quiet hours to the
 # second, SIGKILLs, a shared Redis): one xdist worker runs them one after another, so they
 # neither share rate slots nor crowd each other's timing; the other worker runs the rest.
-REAL_TIME = {"test_chaos.py", "test_send_crash.py", "test_send_promises.py", "test_processes.py"}
+REAL_TIME = {
+    "test_chaos.py",
+    "test_send_crash.py",
+    "test_send_promises.py",
+    "test_processes.py",
+    "test_attacks.py",  # times its answers, and floods a web process
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
