@@ -8,7 +8,8 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR.parent / "templates"
-STATIC_DIR = PACKAGE_DIR.parent / "static"
+# Inside the package (package data), so that a non-editable install serves it too.
+STATIC_DIR = PACKAGE_DIR / "static"
 EXAMPLE_CLINIC = PACKAGE_DIR / "example_clinic.toml"
 
 
