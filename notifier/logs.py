@@ -8,6 +8,9 @@ import re
 from datetime import UTC, datetime
 
 PHONE = re.compile(r"\+\d{7,15}")
+# The secret part of a patient's link (/links/<token>, and an unsubscribe link's): whoever reads
+# the access log must not be able to open the patient's page.
+LINK_TOKEN = re.compile(r"(/(?:links|unsubscribe)/)[^/?#\s\"]+")
 EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # A patient's signed link opens their appointment to whoever holds it (an access log line).
 LINK = re.compile(r"/links/[^\s\"'?/]+")
@@ -43,6 +46,17 @@ class TextFormatter(logging.Formatter):
         return utc_time(record)
 
 
+class LinkTokenFilter(logging.Filter):
+    """uvicorn's access log names each request's path: a link's token is cut out of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                LINK_TOKEN.sub(r"\1…", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object a line, for log shippers (NOTIFIER_LOG_FORMAT=json). An event-log line
     (`eventlog`) also carries its event and its fields."""
@@ -75,3 +89,6 @@ def configure(level: int, structured: bool = False) -> None:
     # scheduler logs two lines a second.
     for chatty in ("twilio", "apscheduler"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, LinkTokenFilter) for f in access.filters):
+        access.addFilter(LinkTokenFilter())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR.parent / "templates"
+# Inside the package (package data), so that a non-editable install serves it too.
 EXAMPLE_CLINIC = PACKAGE_DIR / "example_clinic.toml"
 
 
@@ -46,6 +47,14 @@ class Settings:
     json_logs: bool = False
     # Requests a second each API key may make (with a burst of two seconds' worth); past it, 429.
     api_rate: float = 50.0
+    # A staff session ends after this long without a page view (HIPAA automatic logoff) ...
+    staff_idle_minutes: float = 15.0
+    # ... and this long after sign-in, whatever happens.
+    staff_session_hours: float = 12.0
+    # Every staff account signs in with a second factor (NOTIFIER_STAFF_2FA=required).
+    staff_two_factor: bool = False
+    # Password hashes one web process computes at once (each takes 64 MiB while it runs).
+    login_concurrency: int = 2
 
     @property
     def sending_lease_seconds(self) -> float:
@@ -58,6 +67,7 @@ class Settings:
         def get(name: str) -> str | None:
             return env.get(name) or None
 
+        _public_url_is_set(env)
         keys = tuple(k.strip() for k in (get("NOTIFIER_API_KEYS") or "").split(",") if k.strip())
         return cls(
             database_url=get("NOTIFIER_DATABASE_URL") or cls.database_url,
@@ -87,19 +97,48 @@ class Settings:
             queue=get("NOTIFIER_QUEUE") or cls.queue,
             json_logs=get("NOTIFIER_LOG_FORMAT") == "json",
             api_rate=_rate(env, "NOTIFIER_API_RATE", cls.api_rate),
+            staff_idle_minutes=_seconds(
+                env, "NOTIFIER_STAFF_IDLE_MINUTES", cls.staff_idle_minutes, "minutes"
+            ),
+            staff_session_hours=_seconds(
+                env, "NOTIFIER_STAFF_SESSION_HOURS", cls.staff_session_hours, "hours"
+            ),
+            staff_two_factor=_two_factor(get("NOTIFIER_STAFF_2FA")),
+            login_concurrency=_count(env, "NOTIFIER_LOGIN_CONCURRENCY", cls.login_concurrency),
         )
 
 
-def _seconds(env: dict[str, str], name: str, default: float) -> float:
+def _public_url_is_set(env: dict[str, str]) -> None:
+    """Outside dry-run, messages carry links and Twilio calls back: to the default loopback
+    address they would reach no one, so a missing NOTIFIER_PUBLIC_URL stops the start."""
+    sends = (env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN")) or env.get(
+        "NOTIFIER_SMTP_URL"
+    )
+    if sends and not env.get("NOTIFIER_PUBLIC_URL"):
+        raise ValueError(
+            "NOTIFIER_PUBLIC_URL is not set: with Twilio or SMTP configured, set it to the"
+            " https:// address patients and Twilio reach this service at"
+        )
+
+
+def _two_factor(given: str | None) -> bool:
+    if given in (None, "off"):
+        return False
+    if given == "required":
+        return True
+    raise ValueError(f"NOTIFIER_STAFF_2FA must be required or off, not {given!r}")
+
+
+def _seconds(env: dict[str, str], name: str, default: float, unit: str = "seconds") -> float:
     given = env.get(name)
     if not given:
         return default
     try:
         value = float(given)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, not {given!r}") from None
+        raise ValueError(f"{name} must be a number of {unit}, not {given!r}") from None
     if value <= 0:
-        raise ValueError(f"{name} must be more than 0 seconds, not {given!r}")
+        raise ValueError(f"{name} must be more than 0 {unit}, not {given!r}")
     return value
 
 

@@ -363,6 +363,8 @@ def process_env(
         "NOTIFIER_SEND_CONCURRENCY": str(plan.send_concurrency),
         "NOTIFIER_SMTP_URL": smtp.url,
         "NOTIFIER_MAIL_FROM": MAIL_FROM,
+        # Sending processes refuse to start without it; nothing here calls back.
+        "NOTIFIER_PUBLIC_URL": "http://127.0.0.1:8000",
         "TWILIO_ACCOUNT_SID": fake.account_sid,
         "TWILIO_AUTH_TOKEN": fake.auth_token,
         # Every location has a sender of its own; this one is the fallback no text should use.

@@ -28,14 +28,20 @@ TABLES = (
     "notification_events, notifications, inbound_messages, sms_opt_outs, early_receipts,"
     " appointments, patients,"
     " booking_events, api_keys, staff_sessions, staff_users, counters, sms_first_texts,"
-    " visit_actions, audit_log"
+    " visit_actions, audit_log, staff_recovery_codes, login_throttles"
 )
 
 
 # Tests that run real processes against the wall clock (a text a second, quiet hours to the
 # second, SIGKILLs, a shared Redis): one xdist worker runs them one after another, so they
 # neither share rate slots nor crowd each other's timing; the other worker runs the rest.
-REAL_TIME = {"test_chaos.py", "test_send_crash.py", "test_send_promises.py", "test_processes.py"}
+REAL_TIME = {
+    "test_chaos.py",
+    "test_send_crash.py",
+    "test_send_promises.py",
+    "test_processes.py",
+    "test_attacks.py",  # times its answers, and floods a web process
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

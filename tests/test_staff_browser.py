@@ -22,6 +22,7 @@ from sqlalchemy import select
 from notifier.models import InboundMessage, Notification
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from notifier.staff.accounts import REFUSED
 from notifier.web import create_app
 from tests.fakes import FakeTwilio
 from tests.test_staff_web import AMY, PASSWORD, TODAY_3PM, a_reply, book, new_staff
@@ -127,7 +128,7 @@ def test_handle_a_reply_from_the_worklist(
 
 def test_a_wrong_password_is_refused(site: str, page: Page) -> None:
     log_in(page, site, password="not the password")
-    expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+    expect(page.get_by_role("alert")).to_have_text(REFUSED)
     assert page.url == f"{site}/staff/login?next=%2Fstaff"
 
 
@@ -155,7 +156,7 @@ def test_an_expired_session_is_sent_back_to_the_login(
 ) -> None:
     log_in(page, site)
     expect(page.get_by_role("heading", name="Appointments", exact=True)).to_be_visible()
-    clock.now += timedelta(hours=12)
+    clock.now += timedelta(minutes=15)
     page.goto(f"{site}/staff/inbox")
     assert page.url == f"{site}/staff/login?next=%2Fstaff%2Finbox"
     expect(page.get_by_text("Staff sign-in")).to_be_visible()

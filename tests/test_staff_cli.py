@@ -7,6 +7,7 @@ import argparse
 import io
 from collections.abc import Callable
 
+import pyotp
 import pytest
 from sqlalchemy import delete, select
 
@@ -15,7 +16,7 @@ from notifier.ingest import apply_event
 from notifier.models import Notification
 from notifier.runtime import Runtime
 from notifier.simulate import run_until
-from notifier.staff import sessions
+from notifier.staff import sessions, twofactor
 from notifier.staff.accounts import LoginRefused, authenticate
 from notifier.staff.commands import add_commands, add_template_commands
 from notifier.staff.models import StaffSession, StaffUser
@@ -137,6 +138,27 @@ def test_a_disabled_account_cannot_sign_in_until_enabled(rt: Runtime, notifier: 
     assert notifier("staff", "disable", "bob@clinic.example") == (
         1, "", "notifier: no staff account for bob@clinic.example\n",
     )  # fmt: skip
+
+
+def test_reset_2fa_turns_off_the_second_factor_and_signs_out(rt: Runtime, notifier: Run) -> None:
+    notifier("staff", "create", "amy@clinic.example", "--password-stdin", stdin="first pass 1")
+    secret, now = twofactor.new_secret(), rt.clock()
+    with rt.sessions() as session:
+        user = authenticate(session, "amy@clinic.example", "first pass 1", now)
+        codes = twofactor.enrol(session, user, secret, pyotp.TOTP(secret).at(now), now)
+        session.commit()
+        token = sessions.start(session, user, now)
+    assert notifier("staff", "reset-2fa", "amy@clinic.example") == (
+        0,
+        "two-factor sign-in reset: amy@clinic.example sets it up again at the next sign-in"
+        " (signed out everywhere)\n",
+        "",
+    )
+    with rt.sessions() as session:
+        assert sessions.current(session, token, now) is None
+        user = authenticate(session, "amy@clinic.example", "first pass 1", now)
+        assert user.totp_secret is None
+        assert not twofactor.accept(session, user, codes[0], now)
 
 
 def test_plan_shows_what_went_and_the_text_of_what_is_ahead(rt: Runtime, notifier: Run) -> None:

@@ -109,7 +109,9 @@ def test_every_page_sends_strangers_to_the_login(client: TestClient) -> None:
     for path in ("/staff", "/staff/inbox", "/staff/appointments/apt-1", "/staff/stats"):
         answer = client.get(path, follow_redirects=False)
         assert answer.status_code == 303
-        assert answer.headers["location"].startswith("http://testserver/staff/login?next=%2Fstaff")
+        assert answer.headers["location"].startswith("/staff/login?next=%2Fstaff")
+    forged_host = client.get("/staff", headers={"host": "evil.example"}, follow_redirects=False)
+    assert forged_host.headers["location"] == "/staff/login?next=%2Fstaff"
     posted = client.post("/staff/failed/1/retry", data={"csrf": "x"}, follow_redirects=False)
     assert posted.status_code == 303
 
@@ -138,7 +140,7 @@ def test_a_wrong_password_is_refused_and_five_close_the_account_a_while(
     for _ in range(4):
         log_in(client, password="wrong horse battery")
     locked = log_in(client)
-    assert locked.status_code == 401 and "Too many wrong passwords" in locked.text
+    assert locked.status_code == 401 and flash(locked) == flash(wrong)
     clock.now += timedelta(minutes=15)
     assert log_in(client).status_code == 303
 
@@ -165,14 +167,14 @@ def test_a_post_without_the_session_csrf_token_is_refused(rt: Runtime, amy: Test
         assert session.scalar(select(Notification).where(Notification.kind == "manual")) is None
 
 
-def test_a_session_ends_after_12_idle_hours(
+def test_a_session_ends_after_15_idle_minutes(
     rt: Runtime, amy: TestClient, clock: SimulatedClock
 ) -> None:
-    clock.now += timedelta(hours=11)
+    clock.now += timedelta(minutes=14)
     assert amy.get("/staff").status_code == 200  # a page view keeps it alive
-    clock.now += timedelta(hours=11, minutes=59)
+    clock.now += timedelta(minutes=14, seconds=59)
     assert amy.get("/staff").status_code == 200
-    clock.now += timedelta(hours=12)
+    clock.now += timedelta(minutes=15)
     answer = amy.get("/staff", follow_redirects=False)
     assert answer.status_code == 303 and "/staff/login" in answer.headers["location"]
     with rt.sessions() as session:
@@ -314,7 +316,9 @@ def test_a_failed_message_is_retried_now_with_fresh_attempts(
     listed = amy.get("/staff/failed")
     assert "21211: invalid &#39;To&#39; number" in listed.text
     assert re.search(r'Failed<span class="count ?">1</span>', listed.text)
-    clock.now += timedelta(minutes=30)
+    clock.now += timedelta(minutes=14)
+    amy.get("/staff")  # a page view keeps the session alive: it ends after 15 idle minutes
+    clock.now += timedelta(minutes=14)
     retried = amy.post(f"/staff/failed/{failed_id}/retry", data={"csrf": csrf(listed)})
     assert flash(retried) == "Retrying: it goes out again within seconds."
     with rt.sessions() as session:
@@ -338,6 +342,7 @@ def test_a_failed_reminder_past_its_use_is_not_retried(
     book(rt, "apt-1", TODAY_3PM)
     failed_id = fail_confirmation_sms(rt)
     clock.now = TODAY_3PM + timedelta(minutes=1)
+    log_in(amy)  # the morning's session ended long ago
     listed = amy.get("/staff/failed")
     retried = amy.post(f"/staff/failed/{failed_id}/retry", data={"csrf": csrf(listed)})
     assert flash(retried).startswith("Too late to retry this confirmation")

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from datetime import datetime, timedelta
-from functools import cache
+from datetime import datetime
 
-from argon2 import PasswordHasher
-from argon2.exceptions import VerificationError
 from sqlalchemy.orm import Session
 
 from ..store import staff as staff_store
+from . import throttle, twofactor
+from .hashes import hash_password, needs_rehash, spend_a_check, verifies
 from .models import StaffUser
+
+log = logging.getLogger("notifier.staff")
 
 # admin: staff accounts, API keys, the audit log, besides the daily work; staff: the daily work.
 ADMIN, STAFF = "admin", "staff"
 ROLES = (ADMIN, STAFF)
-MIN_PASSWORD_LENGTH = 10
-# Wrong passwords in a row that close an account for LOCK_FOR: slows guessing to a crawl.
-LOCK_AFTER = 5
-LOCK_FOR = timedelta(minutes=15)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-_hasher = PasswordHasher()
+MIN_PASSWORD_LENGTH = 10
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# One answer for a wrong password, an unknown or closed account and a throttled client, so
+# that the page tells an attacker nothing about who has an account.
+REFUSED = (
+    "Wrong email or password. After several tries, sign-in from this device pauses for 15 minutes."
+)
 
 
 class AccountError(Exception):
@@ -31,13 +34,6 @@ class AccountError(Exception):
 
 class LoginRefused(Exception):
     """Shown on the login page as it is."""
-
-
-@cache
-def _decoy_hash() -> str:
-    # Checked when the address is unknown, so that a wrong address takes as long to refuse
-    # as a wrong password and the timing does not tell who has an account.
-    return _hasher.hash("no one's password")
 
 
 def normalize_email(email: str) -> str:
@@ -91,10 +87,9 @@ def create_staff(
     _check_role(role)
     user = StaffUser(
         email=address,
-        password_hash=_hasher.hash(password),
+        password_hash=hash_password(password),
         active=True,
         created_at=now,
-        failed_logins=0,
         role=role,
     )
     session.add(user)
@@ -106,8 +101,8 @@ def set_password(session: Session, email: str, password: str) -> StaffUser:
     """A new password, and every session signed in with the old one ends."""
     user = _existing(session, email)
     _check_password(password)
-    user.password_hash = _hasher.hash(password)
-    user.failed_logins = 0
+    user.password_hash = hash_password(password)
+    throttle.forget_account(session, user.email)
     staff_store.end_sessions_of(session, user.id)
     session.commit()
     return user
@@ -125,43 +120,45 @@ def set_active(session: Session, email: str, active: bool) -> StaffUser:
     return user
 
 
-def authenticate(session: Session, email: str, password: str, now: datetime) -> StaffUser:
-    """The account these credentials open; LoginRefused otherwise."""
-    user = find(session, email)
-    if user is None or not user.active:
-        _verifies(_decoy_hash(), password)
-        raise LoginRefused("Wrong email or password.")
-    if _locked(user, now):
-        raise LoginRefused(
-            f"Too many wrong passwords: this account opens again {LOCK_FOR.seconds // 60}"
-            " minutes after the last try."
-        )
-    if not _verifies(user.password_hash, password):
-        user.failed_logins += 1
-        user.last_failed_at = now
-        session.commit()
-        raise LoginRefused("Wrong email or password.")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    user.failed_logins = 0
-    user.last_login_at = now
+def reset_two_factor(session: Session, email: str) -> StaffUser:
+    """For a lost phone: the account signs in with its password and enrolls a new app."""
+    user = _existing(session, email)
+    twofactor.turn_off(session, user)
     session.commit()
     return user
 
 
-def _verifies(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except VerificationError:
-        return False
-
-
-def _locked(user: StaffUser, now: datetime) -> bool:
-    return (
-        user.failed_logins >= LOCK_AFTER
-        and user.last_failed_at is not None
-        and now - user.last_failed_at < LOCK_FOR
-    )
+def authenticate(
+    session: Session,
+    email: str,
+    password: str,
+    now: datetime,
+    client: str = "local",
+    device: tuple[int, str] | None = None,
+) -> StaffUser:
+    """The account these credentials open; LoginRefused otherwise. `client` is the address
+    the attempt came from; `device` the (account id, device id) of a known-device cookie,
+    whose account signs in under that device's own count (throttle.py)."""
+    user = find(session, email)
+    keys = _throttle_keys(user, email, client, device)
+    if not throttle.admits(session, keys, now):
+        log.warning("staff sign-in throttled: client %s", client)
+        spend_a_check(password)
+        raise LoginRefused(REFUSED)
+    if user is None or not user.active:
+        log.info("staff sign-in refused: no open account, client %s", client)
+        spend_a_check(password)
+        raise LoginRefused(REFUSED)
+    if not verifies(user.password_hash, password):
+        log.info("staff sign-in refused: wrong password for account %d, client %s", user.id, client)
+        raise LoginRefused(REFUSED)
+    log.info("staff sign-in: password right for account %d, client %s", user.id, client)
+    throttle.succeeded(session, keys, now)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = now
+    session.commit()
+    return user
 
 
 def set_role(session: Session, email: str, role: str) -> StaffUser:
@@ -184,3 +181,11 @@ def _keep_an_admin(session: Session, user: StaffUser) -> None:
     # Without an active admin no one could manage accounts or keys from the dashboard.
     if user.role == ADMIN and user.active and staff_store.count_active_admins(session) <= 1:
         raise AccountError(f"{user.email} is the only admin: make another account admin first")
+
+
+def _throttle_keys(
+    user: StaffUser | None, email: str, client: str, device: tuple[int, str] | None
+) -> list[throttle.Key]:
+    if device is not None and user is not None and device[0] == user.id:
+        return throttle.for_device(device[1])
+    return throttle.for_password(email, client)

@@ -19,7 +19,15 @@ from ..csv_import import ImportFileError, import_csv
 from ..doctor import example_context
 from ..render import TemplateMissing, sms_segments
 from ..runtime import Runtime
-from .accounts import ROLES, AccountError, create_staff, set_active, set_password, set_role
+from .accounts import (
+    ROLES,
+    AccountError,
+    create_staff,
+    reset_two_factor,
+    set_active,
+    set_password,
+    set_role,
+)
 from .models import StaffUser
 from .timeline import Entry, Timeline, UnknownAppointment, timeline
 
@@ -68,6 +76,10 @@ def _add_staff(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         sub = actions.add_parser(name, help=help, description=help)
         sub.add_argument("email", help="the staff member's sign-in address")
         sub.set_defaults(run=staff_access, active=name == "enable")
+    help = "turn off an account's two-factor sign-in (a lost phone); its sessions end"
+    reset = actions.add_parser("reset-2fa", help=help, description=help)
+    reset.add_argument("email", help="the staff member's sign-in address")
+    reset.set_defaults(run=staff_reset_two_factor)
 
 
 def add_template_commands(templates: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -127,6 +139,15 @@ def staff_access(args: argparse.Namespace) -> int:
 def staff_role(args: argparse.Namespace) -> int:
     return _account(
         lambda s, now: set_role(s, args.email, args.role), "{email} is now {role}", "staff.role"
+    )
+
+
+def staff_reset_two_factor(args: argparse.Namespace) -> int:
+    return _account(
+        lambda s, now: reset_two_factor(s, args.email),
+        "two-factor sign-in reset: {email} sets it up again at the next sign-in"
+        " (signed out everywhere)",
+        "staff.reset_2fa",
     )
 
 

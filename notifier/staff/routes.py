@@ -23,7 +23,7 @@ from ..reminder_outcome import textable
 from ..runtime import Runtime
 from ..stats import stats
 from ..track import is_opted_out
-from . import actions, board, conversations, desk, search, sessions, signin, trail
+from . import actions, board, conversations, desk, search, second_factor, sessions, signin, trail
 from .models import StaffSession
 from .pages import clock, templates
 from .sessions import Flash
@@ -38,6 +38,7 @@ PatientId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 router = APIRouter(include_in_schema=False)
 router.include_router(signin.router)
+router.include_router(second_factor.router)
 
 
 @router.post("/location", name="staff_location")

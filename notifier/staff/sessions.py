@@ -1,7 +1,8 @@
 """Signed-in staff sessions: a random token in a cookie, its hash and a CSRF token in the table.
 
-A session ends after IDLE without a page view, after LIFETIME whatever happens, on logout, and
-when the password changes.
+A session ends after `Limits.idle` without a page view (15 minutes unless configured: HIPAA's
+automatic logoff), after `Limits.lifetime` whatever happens, on logout, and when the password
+changes. Each sign-in makes a new token: no token from before it stays good.
 """
 
 from __future__ import annotations
@@ -15,14 +16,26 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from ..settings import Settings
 from ..store import staff as staff_store
 from .models import StaffSession, StaffUser
 
 COOKIE = "notifier_staff"
-IDLE = timedelta(hours=12)
-LIFETIME = timedelta(days=7)
 # last_seen_at is written at most this often: one write per click would be wasted work.
 TOUCH_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    idle: timedelta = timedelta(minutes=15)
+    lifetime: timedelta = timedelta(hours=12)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            timedelta(minutes=settings.staff_idle_minutes),
+            timedelta(hours=settings.staff_session_hours),
+        )
 
 
 @dataclass(frozen=True)
@@ -35,9 +48,9 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start(session: Session, user: StaffUser, now: datetime) -> str:
+def start(session: Session, user: StaffUser, now: datetime, limits: Limits = Limits()) -> str:
     """Signs `user` in; returns the token for the cookie (the table keeps only its hash)."""
-    _forget_expired(session, now)
+    _forget_expired(session, now, limits)
     token = secrets.token_urlsafe(32)
     session.add(
         StaffSession(
@@ -52,12 +65,14 @@ def start(session: Session, user: StaffUser, now: datetime) -> str:
     return token
 
 
-def current(session: Session, token: str, now: datetime) -> StaffSession | None:
+def current(
+    session: Session, token: str, now: datetime, limits: Limits = Limits()
+) -> StaffSession | None:
     """The live session behind a cookie's token, or None (and an expired one is deleted)."""
     row = staff_store.session_by_id(session, _digest(token))
     if row is None:
         return None
-    if _expired(row, now) or not row.user.active:
+    if _expired(row, now, limits) or not row.user.active:
         session.delete(row)
         session.commit()
         return None
@@ -95,9 +110,9 @@ def pop_flash(session: Session, row: StaffSession) -> Flash | None:
     return flash
 
 
-def _expired(row: StaffSession, now: datetime) -> bool:
-    return now - row.last_seen_at >= IDLE or now - row.created_at >= LIFETIME
+def _expired(row: StaffSession, now: datetime, limits: Limits) -> bool:
+    return now - row.last_seen_at >= limits.idle or now - row.created_at >= limits.lifetime
 
 
-def _forget_expired(session: Session, now: datetime) -> None:
-    staff_store.end_sessions_idle_or_old(session, now - IDLE, now - LIFETIME)
+def _forget_expired(session: Session, now: datetime, limits: Limits) -> None:
+    staff_store.end_sessions_idle_or_old(session, now - limits.idle, now - limits.lifetime)

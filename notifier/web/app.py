@@ -21,6 +21,7 @@ from ..staff.routes import router as staff_routes
 from . import api, link_pages, operations, webhooks
 from .audit_trail import ApiAudit
 from .auth import events_key
+from .headers import SecurityHeaders
 
 
 def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> FastAPI:
@@ -44,6 +45,7 @@ def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> Fa
     app.include_router(admin_routes, prefix="/staff")
     app.include_router(operations.router)
     app.mount(assets.PREFIX, assets.files(rt.settings.templates_dir), name=assets.ROUTE_NAME)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
