@@ -95,6 +95,10 @@ def parser() -> argparse.ArgumentParser:
     key_cmd.add_argument("action", choices=["create"], help="what to do with the key")
     key_cmd.add_argument("name", help="who the key is for, shown where it is used")
     command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
+    purge_cmd = command(
+        "purge", purge, "blank message bodies and reply texts past the retention period"
+    )
+    purge_cmd.add_argument("--dry-run", action="store_true", help="only say what would be blanked")
     templates_cmd = commands.add_parser("templates", help="SMS templates: check all, preview one")
     template_actions = templates_cmd.add_subparsers(required=True, metavar="ACTION")
     check_help = "every SMS template and its segments"
@@ -224,6 +228,19 @@ def scheduler(args: argparse.Namespace) -> None:
     log.info("clock started")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         clock.start()
+
+
+def purge(args: argparse.Namespace) -> None:
+    from .retention import purge as run_purge
+
+    rt = runtime.from_env()
+    done = run_purge(rt, rt.clock(), dry_run=args.dry_run)
+    verb = "would blank" if args.dry_run else "blanked"
+    print(
+        f"{verb} {done.bodies} message bodies and {done.replies} reply texts"
+        f" older than {done.cutoff:%Y-%m-%d %H:%M}Z ({rt.clinic.policy.retention_days} days);"
+        " the rows and counts stay"
+    )
 
 
 def db_upgrade(args: argparse.Namespace) -> None:

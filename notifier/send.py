@@ -315,7 +315,8 @@ def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: 
         values["due_at"] = skip.due_at
     else:
         values["reason"] = skip.reason
-    transition(session, [n.id], [source], skip.status, now, skip.reason, **values)
+    detail = skip.detail or skip.reason
+    transition(session, [n.id], [source], skip.status, now, detail, **values)
     return skip.status
 
 

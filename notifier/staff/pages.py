@@ -101,6 +101,7 @@ def opt_out_source(source: str) -> str:
         "carrier": f"carrier ({what})",
         "twilio": f"carrier ({what})",
         "staff": f"by {what}",
+        "link": "one-click button in the mail app" if what == "one-click" else "link in an email",
     }
     return said.get(how, source)
 

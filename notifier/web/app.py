@@ -16,7 +16,7 @@ from ..db import DB_POOL_SIZE
 from ..integrations.routes import router as integration_routes
 from ..runtime import Runtime
 from ..staff.routes import router as staff_routes
-from . import api, link_pages, operations, webhooks
+from . import api, link_pages, operations, unsubscribe, webhooks
 from .auth import api_key
 
 
@@ -34,6 +34,7 @@ def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> Fa
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.include_router(link_pages.router)
+    app.include_router(unsubscribe.router)
     app.include_router(integration_routes(rt, api_key, partial(api.accept_event, rt)))
     app.include_router(staff_routes, prefix="/staff")
     app.include_router(operations.router)
