@@ -27,7 +27,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 TABLES = (
     "notification_events, notifications, inbound_messages, sms_opt_outs, early_receipts,"
     " appointments, patients,"
-    " booking_events, api_keys, staff_sessions, staff_users"
+    " booking_events, api_keys, staff_sessions, staff_users, email_opt_outs"
 )
 
 
