@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from .clinic import Clinic
 from .models import Appointment, Notification, Patient
-from .plan import Planned, Recipient, Visit, plan
+from .plan import Planned, Recipient, Skipped, Visit, plan, plan_with_skips
 from .states import PENDING, Status, transition
 from .store import budget as budget_rows
 from .store import planned as planned_rows
@@ -95,6 +95,19 @@ def wanted_for(
     who = recipient(appointment.patient, location.zone)
     siblings = tuple(visit(o) for o in others if o.id != appointment.id)
     return plan(visit(appointment), who, treatment, clinic.policy, now, siblings)
+
+
+def left_out(
+    session: Session, appointment: Appointment, clinic: Clinic, now: datetime
+) -> list[Skipped]:
+    """The messages the message budget keeps out of the appointment's plan, and why."""
+    location = clinic.location(appointment.location_id)
+    treatment = clinic.treatment(appointment.treatment_id)
+    if location is None or treatment is None:
+        return []
+    others = tuple(visit(o) for o in same_day(session, appointment) if o.id != appointment.id)
+    who = recipient(appointment.patient, location.zone)
+    return plan_with_skips(visit(appointment), who, treatment, clinic.policy, now, others)[1]
 
 
 def add(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -374,3 +375,45 @@ def test_embedded_data_files_are_private(tmp_path: Path) -> None:
         assert outbox.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+# --- what staff see ------------------------------------------------------------------------
+
+
+def test_staff_see_unsubscribes_and_what_the_budget_left_out(
+    rt: Runtime, client: TestClient, smtp: SMTPSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from notifier.staff.commands import print_plan
+    from notifier.staff.timeline import timeline
+    from tests.test_staff_web import log_in, new_staff
+
+    start = rt.clock() + timedelta(hours=58)  # the 48 h reminder would follow the confirmation
+    post(rt, event("booked", start, occurred_at=rt.clock()))
+    run_until(rt, rt.clock())
+    text = smtp.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = re.search(r"To stop emails from us: https://reminders\.clinic\.example(\S+)", text)
+    assert link is not None
+    client.post(link[1])
+
+    new_staff(rt)
+    assert log_in(client).status_code == 303
+    page = client.get("/staff/opt-outs").text
+    assert "ana@example.org" in page and "all email" in page and "link in an email" in page
+    shown = client.get("/staff/appointments/apt-1").text
+    assert "Left out by the message budget" in shown
+    assert "skipped: the confirmation went 10 h before it" in shown
+
+    with rt.sessions() as session:
+        print_plan(timeline(rt, session, "apt-1", rt.clock()), sys.stdout)
+    assert "reminder 48h" in capsys.readouterr().out
+
+
+def test_the_migration_makes_the_opt_out_table_the_model_describes(rt: Runtime) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from notifier.models import Base
+
+    with rt.engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in diffs if "email_opt_outs" in str(d)] == []

@@ -121,7 +121,9 @@ def steps(history: Iterable[NotificationEvent]) -> list[Step]:
         if event.status in (Status.QUEUED, Status.SENDING):
             continue
         label, note = event.status, event.detail
-        if event.status == Status.SCHEDULED:
+        if event.status == Status.SCHEDULED and (note or "").startswith("deferred:"):
+            label = "deferred"  # by the message budget; the note says why
+        elif event.status == Status.SCHEDULED:
             label = _SCHEDULED.get(note or "", "to retry")
             note = None if note in _SCHEDULED else note
         elif event.status in (Status.SENT, Status.DELIVERED):
