@@ -417,3 +417,48 @@ def test_the_migration_makes_the_opt_out_table_the_model_describes(rt: Runtime) 
     with rt.engine.connect() as connection:
         diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert [d for d in diffs if "email_opt_outs" in str(d)] == []
+
+
+# --- the templates -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_shared_reminder_names_the_other_visit_and_keeps_its_lines_apart(lang: str) -> None:
+    from notifier.render import Renderer
+    from tests.test_render import TEMPLATES_DIR, make_context
+
+    renderer = Renderer(TEMPLATES_DIR)
+    context = make_context(lang=lang)
+    context["notification"]["ask_confirm"] = True
+    alone = renderer.render("reminder", "sms", lang, context).text
+    context["appointment"]["also"] = [
+        {"start": new_york(2026, 9, 30, 11, 15), "location": "Manhasset"}
+    ]
+    shared = renderer.render("reminder", "sms", lang, context).text
+    also = "Also at 11:15 AM in Manhasset." if lang == "en" else "También a las 11:15 en Manhasset."
+    confirm = "Reply C to confirm." if lang == "en" else "Responda C para confirmar."
+    assert f"Forest Hills{'!' if lang == 'en' else '.'} {also} {confirm}" in shared
+    assert shared.replace(f" {also}", "") == alone
+    email = renderer.render("reminder", "email", lang, context)
+    assert f". {also}" in email.text and f">{also}</p>" in (email.html or "")
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+@pytest.mark.parametrize(
+    "kind", ["confirmation", "reminder", "aftercare", "cancellation", "manual", "rebook"]
+)
+def test_every_email_says_how_to_stop_emails(kind: str, lang: str) -> None:
+    from notifier.render import Renderer
+    from tests.test_render import TEMPLATES_DIR, make_context
+
+    context = make_context(lang=lang, kind=kind, links={"unsubscribe": "https://u.example/t"})
+    email = Renderer(TEMPLATES_DIR).render(kind, "email", lang, context)
+    offers = kind == "rebook"
+    line = {
+        ("en", True): "To unsubscribe from offers by email: https://u.example/t",
+        ("en", False): "To stop emails from us: https://u.example/t",
+        ("es", True): "Para no recibir más ofertas por email: https://u.example/t",
+        ("es", False): "Para no recibir más emails nuestros: https://u.example/t",
+    }[(lang, offers)]
+    assert email.text.rstrip().endswith(line)
+    assert 'href="https://u.example/t"' in (email.html or "")
