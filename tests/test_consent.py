@@ -211,11 +211,7 @@ def test_same_day_visits_share_one_reminder_naming_both_times(
     assert len(reminders) == 2  # the 48 h one and the 2 h one, each for both visits
     assert all("Also at 11:15 AM in Manhasset." in body for body in reminders)
     second = [n for n in rows(rt, "reminder") if n.appointment_id == "apt-2"]
-    # Merged into the first visit's reminders by the plan; PostgreSQL's one-statement booking
-    # plans a new visit alone, and the send-time re-check withdraws what it would duplicate.
-    assert {(n.status, n.reason) for n in second} <= {("cancelled", "plan_changed")}
-    if rt.engine.dialect.name == "sqlite":
-        assert second == []
+    assert second == []  # merged into the first visit's reminders, by the plan
 
 
 def test_a_visit_that_moves_away_gets_its_own_reminders_back(
@@ -224,8 +220,7 @@ def test_a_visit_that_moves_away_gets_its_own_reminders_back(
     post(rt, event("booked", VISIT, occurred_at=rt.clock(), appointment_id="apt-1"))
     later = VISIT + timedelta(minutes=75)
     post(rt, event("booked", later, occurred_at=rt.clock(), appointment_id="apt-2"))
-    if rt.engine.dialect.name == "sqlite":  # see the test above for PostgreSQL's first booking
-        assert not [n for n in rows(rt, "reminder") if n.appointment_id == "apt-2"]
+    assert not [n for n in rows(rt, "reminder") if n.appointment_id == "apt-2"]
     post(rt, event("cancelled", VISIT, occurred_at=rt.clock(), appointment_id="apt-1"))
     mine = [n for n in rows(rt, "reminder") if n.appointment_id == "apt-2"]
     slots = sorted(n.slot for n in mine if n.status == "scheduled")
