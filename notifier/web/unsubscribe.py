@@ -15,9 +15,12 @@ from ..deps import Db, Rt
 from ..links import BadLink, make_unsubscribe_token, read_unsubscribe_token
 from ..runtime import Runtime
 from ..unsubscribe import unsubscribe
-from .link_pages import ANSWERS, _pages
+from .link_pages import PAGE, _pages
 
 router = APIRouter()
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a link that is not valid (changed, cut or forged)", **PAGE},
+}
 
 # A one-click body is 26 bytes; reading more would only serve a hostile client.
 _ONE_CLICK_BYTES = 256
