@@ -14,6 +14,8 @@ from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from . import db, logs, runtime, web_processes
 from .clinic import ConfigError
 from .runtime import Runtime
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 1 failed, 2 a usage or configuration error (argparse's own too);
     a user's mistake gets one line on stderr, never a traceback."""
     args = parser().parse_args(argv)
-    quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check) or (
+    quiet = args.run in (demo, remind_now, apikey, db_upgrade, doctor, templates_check, purge) or (
         args.run.__module__ == "notifier.staff.commands"
     )
     try:
@@ -230,17 +232,26 @@ def scheduler(args: argparse.Namespace) -> None:
         clock.start()
 
 
-def purge(args: argparse.Namespace) -> None:
+def purge(args: argparse.Namespace) -> int:
     from .retention import purge as run_purge
 
     rt = runtime.from_env()
-    done = run_purge(rt, rt.clock(), dry_run=args.dry_run)
+    try:
+        done = run_purge(rt, rt.clock(), dry_run=args.dry_run)
+    except SQLAlchemyError as exc:
+        print(
+            f"notifier: purge: the database did not answer as expected ({exc.code}):"
+            " is it reachable, and its schema made (`notifier db upgrade`)?",
+            file=sys.stderr,
+        )
+        return 1
     verb = "would blank" if args.dry_run else "blanked"
     print(
         f"{verb} {done.bodies} message bodies and {done.replies} reply texts"
         f" older than {done.cutoff:%Y-%m-%d %H:%M}Z ({rt.clinic.policy.retention_days} days);"
         " the rows and counts stay"
     )
+    return 0
 
 
 def db_upgrade(args: argparse.Namespace) -> None:

@@ -324,6 +324,9 @@ def test_notifier_purge_on_the_command_line(
     # The real clock: rows sent "now" are not old, so the dry run finds nothing, and says so.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NOTIFIER_DATABASE_URL", f"sqlite:///{tmp_path / 'n.db'}")
+    assert cli.main(["purge", "--dry-run"]) == 1  # no schema yet: one line, no traceback
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("notifier: purge: the database did not answer") and "db upgrade" in line
     assert cli.main(["db", "upgrade"]) in (0, None)
     capsys.readouterr()
     assert cli.main(["purge", "--dry-run"]) in (0, None)
