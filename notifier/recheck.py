@@ -96,7 +96,12 @@ def within_budget(rt: Runtime, session: Session, n: Notification, now: datetime)
     """The message budget against what the patient was sent lately, by any appointment."""
     if n.kind in URGENT_KINDS or (n.channel != "sms" and n.kind not in MARKETING_KINDS):
         return None
-    last_text = budget_rows.last_sent(session, n.patient_id, n.id, channels=("sms",))
+    last_text = None
+    if n.channel == "sms":
+        last_text = budget_rows.last_sent(session, n.patient_id, n.id, channels=("sms",))
+        going = budget_rows.text_going_out(session, n.patient_id, n.id, URGENT_KINDS)
+        if going is not None:  # on its way at this moment: as good as sent now
+            last_text = (now, going)
     last_marketing = None
     if n.kind in MARKETING_KINDS:
         last_marketing = budget_rows.last_sent(session, n.patient_id, n.id, kinds=MARKETING_KINDS)

@@ -243,6 +243,59 @@ def test_at_most_one_marketing_message_a_week(
     assert nudges == [("apt-1", "sent", None), ("apt-2", "suppressed", "budget")]
 
 
+def test_aftercare_waits_out_the_spacing_and_a_reminder_after_staff_text_merges(
+    rt: Runtime, fake_twilio: FakeTwilio, smtp: SMTPSink
+) -> None:
+    from notifier.remind import remind
+
+    texts_only = {"sms": True, "email": False, "marketing": False}
+    visit = new_york(2026, 12, 3, 11, 0)
+    post(rt, event("booked", visit, occurred_at=rt.clock(), consent=texts_only))
+    run_until(rt, new_york(2026, 12, 3, 8, 30))
+    with rt.sessions() as session:  # staff text the patient at 08:30: the 09:00 one is moot
+        remind(session, rt.clinic, "apt-1", ["sms"], "amy", rt.clock())
+        session.commit()
+    run_until(rt, new_york(2026, 12, 3, 11, 40))
+    # At 11:40, just after the visit, the patient books the next one: its confirmation goes.
+    later = visit + timedelta(days=14)
+    post(
+        rt,
+        event("booked", later, occurred_at=rt.clock(), appointment_id="apt-2", consent=texts_only),
+    )
+    run_until(rt, visit + timedelta(hours=6))
+    by_kind = {(n.kind, n.slot): n for n in rows(rt) if n.appointment_id == "apt-1"}
+    two_hour = by_kind[("reminder", "2h")]
+    assert (two_hour.status, two_hour.reason) == ("suppressed", "budget")
+    aftercare = by_kind[("aftercare", "")]
+    assert aftercare.status == "sent" and aftercare.sent_at is not None
+    # Due 12:30 (an hour after the visit), it waited for 13:40, two hours after that text.
+    assert aftercare.sent_at.astimezone(NEW_YORK).strftime("%H:%M") == "13:40"
+    with rt.sessions() as session:
+        history = session.get_one(Notification, two_hour.id).history
+        assert "merged: a text went 30 min before" in [e.detail for e in history]
+        history = session.get_one(Notification, aftercare.id).history
+        assert "deferred: a text went 50 min before" in [e.detail for e in history]
+
+
+def test_two_texts_claimed_at_once_do_not_both_go(
+    rt: Runtime, fake_twilio: FakeTwilio, smtp: SMTPSink
+) -> None:
+    from notifier.remind import remind
+
+    texts_only = {"sms": True, "email": False, "marketing": False}
+    post(rt, event("booked", VISIT, occurred_at=rt.clock(), consent=texts_only))
+    run_until(rt, new_york(2026, 12, 3, 7, 30))
+    with rt.sessions() as session:  # held for quiet hours: due at 08:00 with the 2 h reminder
+        remind(session, rt.clinic, "apt-1", ["sms"], "amy", rt.clock())
+        session.commit()
+    run_until(rt, VISIT)
+    (two_hour,) = [n for n in rows(rt, "reminder") if n.slot == "2h"]
+    assert (two_hour.status, two_hour.reason) == ("suppressed", "budget")
+    sent = [n.kind for n in rows(rt) if n.status == "sent"]
+    assert sent == ["confirmation", "reminder", "manual"]  # the 48 h reminder, then staff's
+    assert len(fake_twilio.messages) == 3
+
+
 def test_a_reminder_right_after_a_text_about_the_same_visit_is_merged() -> None:
     from notifier.budget import hold_back
 

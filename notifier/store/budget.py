@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ..models import Appointment, Notification
@@ -46,3 +46,19 @@ def last_sent(
     if row is None or row[0] is None:
         return None
     return row[0], row[1]
+
+
+def text_going_out(
+    session: Session, patient_id: str, n_id: int, first: Collection[str]
+) -> str | None:
+    """The appointment of a text to the patient that is on its way now (claimed, being sent, or
+    its answer lost) and goes before notification `n_id`: one of the `first` kinds, or an
+    older row. None if there is none. Two texts claimed at once are thus never both sent."""
+    query = select(Notification.appointment_id).where(
+        Notification.patient_id == patient_id,
+        Notification.channel == "sms",
+        Notification.status.in_(("queued", "sending", "unknown")),
+        Notification.id != n_id,
+        or_(Notification.kind.in_(first), Notification.id < n_id),
+    )
+    return session.scalars(query.limit(1)).first()
