@@ -13,6 +13,8 @@ from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from . import api_keys, audit, db, logs, runtime, version, web_processes
 from .api_keys import SCOPES
 from .clinic import ConfigError
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 1 failed, 2 a usage or configuration error (argparse's own too);
     a user's mistake gets one line on stderr, never a traceback."""
     args = parser().parse_args(argv)
-    quiet = args.run in (demo, remind_now, db_upgrade, doctor, templates_check) or (
+    quiet = args.run in (demo, remind_now, db_upgrade, doctor, templates_check, purge) or (
         args.run.__module__ == "notifier.staff.commands" or args.run.__name__.startswith("apikey_")
     )
     try:
@@ -102,6 +104,10 @@ def parser() -> argparse.ArgumentParser:
     )
     _add_apikey(commands)
     command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
+    purge_cmd = command(
+        "purge", purge, "blank message bodies and reply texts past the retention period"
+    )
+    purge_cmd.add_argument("--dry-run", action="store_true", help="only say what would be blanked")
     templates_cmd = commands.add_parser("templates", help="SMS templates: check all, preview one")
     template_actions = templates_cmd.add_subparsers(required=True, metavar="ACTION")
     check_help = (
@@ -272,6 +278,28 @@ def _serve_liveness(args: argparse.Namespace, process: str) -> None:
 
         serve_liveness(args.metrics_port, process)
         log.info("liveness for Prometheus on port %s", args.metrics_port)
+
+
+def purge(args: argparse.Namespace) -> int:
+    from .retention import purge as run_purge
+
+    rt = runtime.from_env()
+    try:
+        done = run_purge(rt, rt.clock(), dry_run=args.dry_run)
+    except SQLAlchemyError as exc:
+        print(
+            f"notifier: purge: the database did not answer as expected ({exc.code}):"
+            " is it reachable, and its schema made (`notifier db upgrade`)?",
+            file=sys.stderr,
+        )
+        return 1
+    verb = "would blank" if args.dry_run else "blanked"
+    print(
+        f"{verb} {done.bodies} message bodies and {done.replies} reply texts"
+        f" older than {done.cutoff:%Y-%m-%d %H:%M}Z ({rt.clinic.policy.retention_days} days);"
+        " the rows and counts stay"
+    )
+    return 0
 
 
 def db_upgrade(args: argparse.Namespace) -> None:

@@ -56,6 +56,19 @@ class Policy(_Strict):
     twilio_answers_help: bool = False
     # What carriers let one sender number send: a long code 1, toll-free 3, a short code 100.
     sms_per_second: float = Field(default=1.0, gt=0)
+    # The message budget (docs/compliance.md): a reminder a day or more ahead is skipped when
+    # the confirmation went out less than this many hours before it.
+    confirmation_gap_hours: float = Field(default=24, ge=0)
+    # A text that is not urgent never follows another to the same patient within this many
+    # minutes; 0 turns the rule off.
+    sms_spacing_minutes: int = Field(default=120, ge=0)
+    # At most one marketing message (the rebook nudge) per patient in this many days.
+    marketing_every_days: int = Field(default=7, ge=0)
+    # One patient's visits on the same day share their reminders, which name every time.
+    merge_same_day_reminders: bool = True
+    # Message bodies and patients' reply texts are blanked after this many days (rows and
+    # counts stay); `notifier purge` and the clock's daily job do it.
+    retention_days: int = Field(default=400, ge=30)
 
 
 class Location(_Strict):

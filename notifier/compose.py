@@ -8,19 +8,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from . import unsubscribe
+from .budget import MARKETING_KINDS
 from .channels import Attachment, Message
 from .clinic import Location, Treatment
 from .ics import CalendarMethod, appointment_ics, calendar_content_type
 from .links import ACTIONS, make_token
 from .models import Appointment, Notification
+from .plan import Visit, same_day_groups
 from .runtime import Runtime
-from .store import first_texts
-
-# Marketing texts carry the opt-out line every time (CTIA); the others only as a number's first.
-MARKETING_KINDS = frozenset({"rebook"})
+from .schedule import recipient, same_day, visit
+from .store import appointments, first_texts
 
 
 def texted_phones(session: Session, rows: Iterable[Notification]) -> set[str]:
@@ -58,6 +60,7 @@ def compose(rt: Runtime, n: Notification, now: datetime, texted: bool = False) -
         subject=rendered.subject,
         html=rendered.html,
         attachments=attachments,
+        headers=unsubscribe.headers(rt, patient.email or "") if n.kind in MARKETING_KINDS else (),
     )
 
 
@@ -75,6 +78,7 @@ def context(
             "start": appointment.start_at.astimezone(zone),
             "end": appointment.end_at.astimezone(zone),
             "provider": appointment.provider,
+            "also": _also(rt, n, location),
         },
         "treatment": {
             # Minimum necessary: empty unless the clinic lets messages name this treatment.
@@ -92,14 +96,44 @@ def context(
 
 
 def _links(rt: Runtime, n: Notification, appointment: Appointment) -> dict[str, str | None]:
+    unsubscribe_url = None
+    if n.channel == "email" and appointment.patient.email:
+        scope = unsubscribe.scope_for(n.kind)
+        unsubscribe_url = unsubscribe.url(rt, appointment.patient.email, scope)
     if n.channel != "email" or not n.ask_confirm or appointment.confirmation != "unconfirmed":
-        return {"confirm": None, "reschedule": None}
+        return {"confirm": None, "reschedule": None, "unsubscribe": unsubscribe_url}
     secret = rt.settings.secret_key or ""
-    return {
+    links: dict[str, str | None] = {
         action: f"{rt.settings.public_url}/links/"
         + make_token(secret, appointment.id, action, appointment.end_at)
         for action in ACTIONS
     }
+    return links | {"unsubscribe": unsubscribe_url}
+
+
+def _also(rt: Runtime, n: Notification, location: Location) -> list[dict[str, Any]]:
+    """The patient's later visits that day whose reminder this one is: when, and where."""
+    session = object_session(n)
+    if n.kind != "reminder" or session is None or not rt.clinic.policy.merge_same_day_reminders:
+        return []
+    hours = next(
+        (r.hours_before for r in rt.clinic.policy.reminders if f"{r.hours_before:g}h" == n.slot),
+        None,
+    )
+    if hours is None:
+        return []
+    zone = recipient(n.appointment.patient, location.zone).zone
+    others = tuple(visit(o) for o in same_day(session, n.appointment) if o.id != n.appointment_id)
+    for group in same_day_groups(visit(n.appointment), others, hours, zone):
+        if group[0].id == n.appointment_id:
+            return [_visit_for_templates(rt, session, v, zone) for v in group[1:]]
+    return []
+
+
+def _visit_for_templates(rt: Runtime, session: Session, v: Visit, zone: ZoneInfo) -> dict[str, Any]:
+    other = appointments.by_id(session, v.id)
+    place = rt.clinic.location(other.location_id) if other else None
+    return {"start": v.start.astimezone(zone), "location": place.name if place else ""}
 
 
 # The calendar entry's title, in the patient's language: where, never what.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,18 @@ def make_engine(url: str) -> Engine:
             hide_parameters=True,
         )
     engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+    if engine.url.database and engine.url.database != ":memory:":
+        private_file(Path(engine.url.database))
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def private_file(path: Path) -> None:
+    """Creates the file readable by its owner only, if it is not there yet. The database holds
+    patients' names, numbers and messages; SQLite gives its -wal and -shm files the database
+    file's mode."""
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.orm import Session
 
+from . import retention
 from .reconcile import reconcile
 from .runtime import Runtime
 from .send import deliver
@@ -30,6 +31,8 @@ CLAIM_BATCH = 500
 MAX_QUEUED = 2000
 IDS_PER_TASK = 100
 TICK_SECONDS = 1.0
+# The daily purge: 08:17 UTC is the small hours in the Americas.
+PURGE_HOUR_UTC = 8
 
 Enqueue = Callable[[Sequence[int]], None]
 
@@ -93,7 +96,8 @@ def clock_owner() -> str:
 
 
 def schedule_ticks(scheduler: BaseScheduler, rt: Runtime, enqueue: Enqueue) -> None:
-    """Adds the tick job; one at a time, and missed beats are folded into the next one."""
+    """Adds the tick job (one at a time, and missed beats are folded into the next one) and
+    the daily retention purge."""
     owner = clock_owner()
     scheduler.add_job(
         tick,
@@ -104,6 +108,17 @@ def schedule_ticks(scheduler: BaseScheduler, rt: Runtime, enqueue: Enqueue) -> N
         max_instances=1,
         coalesce=True,
         next_run_time=rt.clock(),
+    )
+    # Retention: once a day, at a quiet hour; several clocks purging at once blank nothing twice.
+    scheduler.add_job(
+        retention.daily,
+        "cron",
+        hour=PURGE_HOUR_UTC,
+        minute=17,
+        args=(rt,),
+        id="purge",
+        max_instances=1,
+        coalesce=True,
     )
 
 

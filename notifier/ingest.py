@@ -331,8 +331,9 @@ def _book_new(
     the appointment, the patient and the planned notifications with their history in one
     statement, which is its own transaction. Every round trip costs both sides CPU, and this
     is one where the general path takes seven (begin, five statements, commit). None, with
-    nothing written, when the appointment or the event is known, or another event for it is
-    being applied right now: then it takes the general path."""
+    nothing written, when the appointment or the event is known, another event for it is
+    being applied right now, or the patient has another visit that day (whose reminders the
+    two may share): then it takes the general path."""
     patient_values = _patient_values(event.patient, now)
     appointment = _new_appointment(event, Patient(**patient_values), now)
     wanted = wanted_for(appointment, clinic, now)

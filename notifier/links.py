@@ -44,3 +44,33 @@ def read_token(secret: str, token: str, now: datetime) -> LinkAction:
     if now >= datetime.fromtimestamp(int(payload["exp"]), UTC):
         raise BadLink(expired=True)
     return LinkAction(str(payload["a"]), str(payload["do"]))
+
+
+# Unsubscribe links never expire: CAN-SPAM wants them working for 30 days after the email at the
+# very least, and an old email's link should still do what it says.
+UNSUBSCRIBE_SCOPES = ("marketing", "all")
+_UNSUBSCRIBE_SALT = "notifier.email-unsubscribe"
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    address: str
+    scope: str  # marketing | all
+
+
+def make_unsubscribe_token(secret: str, address: str, scope: str) -> str:
+    payload = {"e": address.strip().lower(), "s": scope}
+    return str(URLSafeSerializer(secret, salt=_UNSUBSCRIBE_SALT).dumps(payload))
+
+
+def read_unsubscribe_token(secret: str, token: str) -> Unsubscribe:
+    try:
+        payload = URLSafeSerializer(secret, salt=_UNSUBSCRIBE_SALT).loads(token)
+    except BadSignature:
+        raise BadLink(expired=False) from None
+    if not isinstance(payload, dict) or payload.get("s") not in UNSUBSCRIBE_SCOPES:
+        raise BadLink(expired=False)
+    address = payload.get("e")
+    if not isinstance(address, str) or "@" not in address:
+        raise BadLink(expired=False)
+    return Unsubscribe(address, str(payload["s"]))

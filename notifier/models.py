@@ -252,6 +252,19 @@ class SmsFirstText(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class EmailOptOut(Base):
+    """The email opt-out registry: one row per address that unsubscribed, from marketing emails
+    (`marketing`) or from every email (`all`)."""
+
+    __tablename__ = "email_opt_outs"
+    # Lower-cased: the same mailbox however the booking system spelled it.
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    # link:one-click (the mail client's button) | link:page (our page) | staff:<who>
+    source: Mapped[str] = mapped_column(String(64))
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class InboundMessage(Base):
     """Every SMS a patient sent us, matched to a patient and appointment where we could."""
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from .budget import reminder_moot
 from .clinic import ChannelName, Policy, QuietHours, Treatment
 
 
@@ -22,6 +23,7 @@ class Visit:
     end: datetime
     booked_at: datetime  # when the current start time was set
     cancelled_at: datetime | None = None
+    id: str = ""  # orders a patient's visits that start at the same time
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,41 @@ class Planned:
         return (self.kind, self.channel, self.slot)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A message the policy would send but for the message budget, and why."""
+
+    kind: str
+    slot: str
+    due_at: datetime
+    reason: str
+
+
 def plan(
-    visit: Visit, recipient: Recipient, treatment: Treatment, policy: Policy, now: datetime
+    visit: Visit,
+    recipient: Recipient,
+    treatment: Treatment,
+    policy: Policy,
+    now: datetime,
+    others: tuple[Visit, ...] = (),
 ) -> list[Planned]:
-    """Every notification the appointment should have, less those already useless at `now`."""
+    """Every notification the appointment should have, less those already useless at `now`.
+    `others` are the patient's other appointments, whose same-day reminders this one may share."""
+    return plan_with_skips(visit, recipient, treatment, policy, now, others)[0]
+
+
+def plan_with_skips(
+    visit: Visit,
+    recipient: Recipient,
+    treatment: Treatment,
+    policy: Policy,
+    now: datetime,
+    others: tuple[Visit, ...] = (),
+) -> tuple[list[Planned], list[Skipped]]:
+    """The plan, and the messages the budget left out of it (for the staff timeline)."""
+    skipped: list[Skipped] = []
     if visit.status == "booked":
-        wanted = _booked(visit, recipient, policy)
+        wanted = _booked(visit, recipient, policy, others, skipped)
         wanted += _after_visit(visit, recipient, treatment, policy)
     elif visit.status == "completed":
         wanted = _after_visit(visit, recipient, treatment, policy)
@@ -64,21 +95,39 @@ def plan(
     else:  # no_show: no aftercare for a visit that did not happen, no rebook nudge either
         wanted = []
     placed = [_outside_quiet_hours(p, policy.quiet_hours, recipient.zone) for p in wanted]
-    return [p for p in placed if p.due_at < p.expires_at and p.expires_at > now]
+    kept = [p for p in placed if p.due_at < p.expires_at and p.expires_at > now]
+    return kept, [s for s in skipped if s.due_at < visit.start and visit.start > now]
 
 
-def _booked(visit: Visit, recipient: Recipient, policy: Policy) -> list[Planned]:
+def _booked(
+    visit: Visit,
+    recipient: Recipient,
+    policy: Policy,
+    others: tuple[Visit, ...],
+    skipped: list[Skipped],
+) -> list[Planned]:
     # The confirmation's slot is the start time, so a reschedule brings a fresh "your new time is".
     at = visit.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
     planned = [
         Planned("confirmation", channel, at, visit.booked_at, visit.start)
         for channel in _reachable(("sms", "email"), recipient)
     ]
+    # When the confirmation reaches the patient: by text, not before quiet hours end.
+    confirmed_at = visit.booked_at
+    if recipient.sms:
+        confirmed_at = next_allowed(visit.booked_at, policy.quiet_hours, recipient.zone)
     for rule in policy.reminders:
         due = visit.start - timedelta(hours=rule.hours_before)
         if due < visit.booked_at:  # booked inside the reminder's window: it would be moot
             continue
         slot = f"{rule.hours_before:g}h"
+        placed = _placed(due, recipient, policy)
+        why = reminder_moot(rule.hours_before, placed, confirmed_at, policy)
+        if why is None and policy.merge_same_day_reminders:
+            why = _merged_away(visit, others, rule.hours_before, recipient.zone)
+        if why is not None:
+            skipped.append(Skipped("reminder", slot, due, why))
+            continue
         planned += [
             Planned("reminder", channel, slot, due, visit.start, ask_confirm=rule.ask_confirm)
             for channel in _reachable(rule.channels, recipient)
@@ -110,6 +159,43 @@ def _cancelled(visit: Visit, recipient: Recipient) -> list[Planned]:
     # patient's calendar (METHOD:CANCEL).
     channels = _reachable(("sms", "email"), recipient)
     return [Planned("cancellation", c, "", visit.cancelled_at, visit.start) for c in channels]
+
+
+def _placed(due: datetime, recipient: Recipient, policy: Policy) -> datetime:
+    """When a message due at `due` reaches the patient: a text waits out quiet hours."""
+    if not recipient.sms:
+        return due
+    return next_allowed(due, policy.quiet_hours, recipient.zone)
+
+
+def same_day_groups(
+    visit: Visit, others: tuple[Visit, ...], hours_before: float, zone: ZoneInfo
+) -> list[list[Visit]]:
+    """The patient's booked visits on `visit`'s day, grouped by the reminder they share: a
+    visit joins the group before it when its own reminder would come before that group's
+    first visit has begun. The first visit of each group carries the group's reminder."""
+    day = visit.start.astimezone(zone).date()
+    visits = [visit, *(o for o in others if o.status == "booked" and o.id != visit.id)]
+    visits = sorted(
+        (v for v in visits if v.start.astimezone(zone).date() == day), key=lambda v: (v.start, v.id)
+    )
+    groups: list[list[Visit]] = []
+    for v in visits:
+        if groups and v.start - timedelta(hours=hours_before) < groups[-1][0].start:
+            groups[-1].append(v)
+        else:
+            groups.append([v])
+    return groups
+
+
+def _merged_away(
+    visit: Visit, others: tuple[Visit, ...], hours_before: float, zone: ZoneInfo
+) -> str | None:
+    for group in same_day_groups(visit, others, hours_before, zone):
+        if visit in group[1:]:
+            first = group[0].start.astimezone(zone)
+            return f"merged into the reminder for the visit at {first:%-I:%M %p}"
+    return None
 
 
 def _reachable(channels: tuple[ChannelName, ...], recipient: Recipient) -> list[ChannelName]:

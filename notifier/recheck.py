@@ -13,12 +13,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from .budget import MARKETING_KINDS, URGENT_KINDS, hold_back
 from .models import Notification
-from .plan import next_allowed, plan
+from .plan import Visit, next_allowed, plan
 from .runtime import Runtime
-from .schedule import cannot_take_texts, recipient, visit
+from .schedule import cannot_take_texts, recipient, same_day, visit
 from .states import Status
 from .store import appointments, opt_outs
+from .store import budget as budget_rows
+from .unsubscribe import suppressed
 
 # Which appointment states each kind still makes sense in.
 ACTIVE_FOR = {
@@ -40,6 +43,7 @@ class Skip:
     status: Status  # suppressed | cancelled | scheduled (deferred)
     reason: str
     due_at: datetime | None = None
+    detail: str | None = None  # the history's words, when the reason alone says too little
 
 
 def opted_out_phones(session: Session, rows: list[Notification]) -> set[str]:
@@ -71,16 +75,56 @@ def recheck(
         return Skip(Status.SUPPRESSED, "no_consent")
     if n.channel == "sms" and patient.phone in opted_out:
         return Skip(Status.SUPPRESSED, "opted_out")
+    if n.channel == "email" and suppressed(session, n.kind, patient.email or ""):
+        return Skip(Status.SUPPRESSED, "unsubscribed")
     if n.kind == "rebook" and appointments.has_booked_after(session, patient.id, now):
         return Skip(Status.SUPPRESSED, "already_rebooked")
     # Staff's messages and email fallbacks are not the policy's, so the plan cannot vouch for them.
     if n.kind not in STAFF_KINDS and not n.slot.startswith("fallback:"):
-        wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
+        others = _sharing(rt, session, n)
+        wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now, others)
         if not any(
             p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
         ):
             return Skip(Status.CANCELLED, "plan_changed")
-    return at_call(rt, n, now)
+    return within_budget(rt, session, n, now) or at_call(rt, n, now)
+
+
+def _sharing(rt: Runtime, session: Session, n: Notification) -> tuple[Visit, ...]:
+    """The patient's other visits that day, whose reminders a reminder may share."""
+    if n.kind != "reminder" or not rt.clinic.policy.merge_same_day_reminders:
+        return ()
+    siblings = same_day(session, n.appointment)
+    return tuple(visit(o) for o in siblings if o.id != n.appointment_id)
+
+
+def within_budget(rt: Runtime, session: Session, n: Notification, now: datetime) -> Skip | None:
+    """The message budget against what the patient was sent lately, by any appointment."""
+    if n.kind in URGENT_KINDS or (n.channel != "sms" and n.kind not in MARKETING_KINDS):
+        return None
+    last_text = None
+    if n.channel == "sms":
+        last_text = budget_rows.last_sent(session, n.patient_id, n.id, channels=("sms",))
+        going = budget_rows.text_going_out(session, n.patient_id, n.id, URGENT_KINDS)
+        if going is not None:  # on its way at this moment: as good as sent now
+            last_text = (now, going)
+    last_marketing = None
+    if n.kind in MARKETING_KINDS:
+        last_marketing = budget_rows.last_sent(session, n.patient_id, n.id, kinds=MARKETING_KINDS)
+    held = hold_back(
+        n.kind,
+        n.channel,
+        now,
+        last_text[0] if last_text else None,
+        bool(last_text and last_text[1] == n.appointment_id),
+        last_marketing[0] if last_marketing else None,
+        rt.clinic.policy,
+    )
+    if held is None:
+        return None
+    if held.until is None or held.until >= n.expires_at:
+        return Skip(Status.SUPPRESSED, "budget", detail=held.reason)
+    return Skip(Status.SCHEDULED, held.reason, due_at=held.until)
 
 
 def at_call(rt: Runtime, n: Notification, now: datetime) -> Skip | None:

@@ -30,7 +30,7 @@ _CHANNEL_FILES: dict[str, tuple[str, ...]] = {
 
 # Links are optional in the app's context; defaulting them here lets templates test them
 # with a plain ``{% if links.confirm %}`` even though the environment uses StrictUndefined.
-_LINK_NAMES = ("confirm", "reschedule")
+_LINK_NAMES = ("confirm", "reschedule", "unsubscribe")
 
 # GSM 03.38 default alphabet (127 characters: the 128 code points minus the escape code).
 GSM7_BASIC = frozenset(

@@ -3,6 +3,8 @@ cancels the pending ones the plan no longer wants (their moves are `states`').""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -11,8 +13,9 @@ from sqlalchemy.orm import Session
 from . import eventlog
 from .clinic import Clinic
 from .models import Appointment, Notification, Patient
-from .plan import Planned, Recipient, Visit, plan
+from .plan import Planned, Recipient, Skipped, Visit, plan, plan_with_skips
 from .states import PENDING, Status, transition
+from .store import budget as budget_rows
 from .store import planned as planned_rows
 
 
@@ -40,6 +43,7 @@ def visit(appointment: Appointment) -> Visit:
         end=appointment.end_at,
         booked_at=appointment.booked_at,
         cancelled_at=appointment.cancelled_at,
+        id=appointment.id,
     )
 
 
@@ -48,8 +52,32 @@ def replan(
 ) -> list[Notification]:
     """Brings the stored rows in line with the plan: new ones inserted, obsolete pending ones
     cancelled, unchanged ones (whatever their state) kept. Returns the inserted ones. `new`
-    says the appointment was just created, so it has no rows to read yet."""
-    wanted = wanted_for(appointment, clinic, now)
+    says the appointment was just created, so it has no rows to read yet. The patient's other
+    visits that day are re-planned too: they may share their reminders with this one."""
+    others = same_day(session, appointment)
+    added = _replan_one(session, appointment, clinic, now, new, others)
+    if clinic.policy.merge_same_day_reminders:
+        for sibling in others:
+            if sibling.id != appointment.id:
+                with contextlib.suppress(LookupError):  # a location gone from the config
+                    _replan_one(session, sibling, clinic, now, False, same_day(session, sibling))
+    return added
+
+
+def same_day(session: Session, appointment: Appointment) -> list[Appointment]:
+    """The patient's booked appointments around this one's day (this one among them)."""
+    return budget_rows.visits_around(session, appointment.patient_id, appointment.start_at)
+
+
+def _replan_one(
+    session: Session,
+    appointment: Appointment,
+    clinic: Clinic,
+    now: datetime,
+    new: bool,
+    others: Sequence[Appointment],
+) -> list[Notification]:
+    wanted = wanted_for(appointment, clinic, now, others)
     stored = [] if new else planned_rows.replannable(session, appointment.id)
     have = {(n.kind, n.channel, n.slot, n.planned_for) for n in stored}
     keep = {(*p.key, p.due_at) for p in wanted}
@@ -67,14 +95,31 @@ def replan(
     return add(session, appointment, [p for p in wanted if (*p.key, p.due_at) not in have], now)
 
 
-def wanted_for(appointment: Appointment, clinic: Clinic, now: datetime) -> list[Planned]:
-    """The plan for an appointment and its patient as they stand."""
+def wanted_for(
+    appointment: Appointment, clinic: Clinic, now: datetime, others: Sequence[Appointment] = ()
+) -> list[Planned]:
+    """The plan for an appointment and its patient as they stand; `others`, the patient's
+    other visits that day, for the reminders they share."""
     location = clinic.location(appointment.location_id)
     treatment = clinic.treatment(appointment.treatment_id)
     if location is None or treatment is None:
         raise LookupError(f"appointment {appointment.id}: location or treatment not in config")
     who = recipient(appointment.patient, location.zone)
-    return plan(visit(appointment), who, treatment, clinic.policy, now)
+    siblings = tuple(visit(o) for o in others if o.id != appointment.id)
+    return plan(visit(appointment), who, treatment, clinic.policy, now, siblings)
+
+
+def left_out(
+    session: Session, appointment: Appointment, clinic: Clinic, now: datetime
+) -> list[Skipped]:
+    """The messages the message budget keeps out of the appointment's plan, and why."""
+    location = clinic.location(appointment.location_id)
+    treatment = clinic.treatment(appointment.treatment_id)
+    if location is None or treatment is None:
+        return []
+    others = tuple(visit(o) for o in same_day(session, appointment) if o.id != appointment.id)
+    who = recipient(appointment.patient, location.zone)
+    return plan_with_skips(visit(appointment), who, treatment, clinic.policy, now, others)[1]
 
 
 def add(

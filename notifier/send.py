@@ -318,7 +318,8 @@ def _skip(session: Session, n: Notification, skip: Skip, now: datetime, source: 
         values["due_at"] = skip.due_at
     else:
         values["reason"] = skip.reason
-    moved = transition(session, [n.id], [source], skip.status, now, skip.reason, **values)
+    detail = skip.detail or skip.reason
+    moved = transition(session, [n.id], [source], skip.status, now, detail, **values)
     if moved and skip.due_at is None:
         withdrawn = skip.status == Status.CANCELLED
         (eventlog.message_withdrawn if withdrawn else eventlog.message_suppressed)(n, skip.reason)

@@ -28,7 +28,8 @@ TABLES = (
     "notification_events, notifications, inbound_messages, sms_opt_outs, early_receipts,"
     " appointments, patients,"
     " booking_events, api_keys, staff_sessions, staff_users, counters, sms_first_texts,"
-    " visit_actions, audit_log, staff_recovery_codes, login_throttles"
+    " visit_actions, audit_log, staff_recovery_codes, login_throttles,"
+    " email_opt_outs"
 )
 
 

@@ -138,7 +138,11 @@ RACES = 6  # each race can go either way: run several
 
 def test_the_same_new_booking_twice_at_once_is_applied_once(rt: Runtime) -> None:
     for k in range(RACES):
-        twice = [booked(event_id=f"evt-{k}", appointment_id=f"apt-{k}")] * 2
+        # Days apart: one patient's visits on the same day share their reminders.
+        start = VISIT + timedelta(days=2 * k)
+        at = new_york(2026, 11, 30, 8, 55)
+        new = event("booked", start, occurred_at=at, event_id=f"evt-{k}", appointment_id=f"apt-{k}")
+        twice = [new] * 2
         outcomes = apply_at_once(rt, *twice)
         assert sorted(o.duplicate for o in outcomes) == [False, True]
     assert stored(rt) == {

@@ -45,6 +45,8 @@ class Message:
     html: str | None = None
     sender: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    # Extra email headers, as (name, value): List-Unsubscribe and its one-click companion.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class Channel(Protocol):

@@ -72,6 +72,8 @@ def build(message: Message, mail_from: str) -> EmailMessage:
     mail["Date"] = formatdate(localtime=False)
     domain = mail_from.rpartition("@")[2].strip(">") or "notifier.invalid"
     mail["Message-ID"] = f"<notification-{message.notification_id}@{domain}>"
+    for name, value in message.headers:
+        mail[name] = value
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Collection
@@ -28,8 +29,11 @@ class Outbox(Unpaced):
         if message.subject:
             lines.append(f"Subject: {message.subject}")
         lines += [message.text, *(f"[attached {a.filename}]" for a in message.attachments), ""]
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
-            out.write("\n".join(lines) + "\n")
+        # Readable by its owner only: it holds patients' numbers, addresses and messages.
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with open(fd, "a", encoding="utf-8") as out:
+                out.write("\n".join(lines) + "\n")
         return provider_id
 
     def find(self, message: Message, known: Collection[str]) -> str | None:

@@ -9,8 +9,16 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy.orm import Session
 
 from ..clinic import Clinic, Location
-from ..models import Appointment, InboundMessage, Notification, Patient, SmsOptOut
+from ..models import (
+    Appointment,
+    EmailOptOut,
+    InboundMessage,
+    Notification,
+    Patient,
+    SmsOptOut,
+)
 from ..store import appointments, notifications, patients, replies
+from ..store import email_opt_outs as email_opt_out_rows
 from ..store import opt_outs as sms_opt_outs
 
 # The confirmation question goes out 48 hours ahead: past that, a silent patient needs a call.
@@ -158,6 +166,12 @@ def opt_outs(session: Session, clinic: Clinic, location_id: str | None) -> list[
     if location_id and clinic.location(location_id):
         listed = [o for o in listed if location_id in o.location_ids]
     return listed[:LIST_LIMIT]
+
+
+def email_opt_outs(session: Session) -> list[EmailOptOut]:
+    """The addresses that unsubscribed, the latest first. An address is not tied to one
+    location, so every location's staff see them all."""
+    return email_opt_out_rows.latest(session, LIST_LIMIT)
 
 
 @dataclass(frozen=True)

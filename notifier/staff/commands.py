@@ -199,6 +199,10 @@ def print_plan(plan: Timeline, out: TextIO) -> None:
     )
     for entry in plan.entries:
         _print_entry(entry, zone, out)
+    for skipped in plan.left_out:
+        due = skipped.due_at.astimezone(zone)
+        label = f"{skipped.kind} {skipped.slot}"
+        out.write(f"  {due:%a %b %d %H:%M}  {label:<18} not planned: {skipped.reason}\n")
 
 
 def _print_entry(entry: Entry, zone: ZoneInfo, out: TextIO) -> None:

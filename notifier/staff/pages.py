@@ -108,6 +108,7 @@ def opt_out_source(source: str) -> str:
         "carrier": f"carrier ({what})",
         "twilio": f"carrier ({what})",
         "staff": f"by {what}",
+        "link": "one-click button in the mail app" if what == "one-click" else "link in an email",
     }
     return said.get(how, source)
 
@@ -127,7 +128,9 @@ def steps(history: Iterable[NotificationEvent]) -> list[Step]:
         if event.status in (Status.QUEUED, Status.SENDING):
             continue
         label, note = event.status, event.detail
-        if event.status == Status.SCHEDULED:
+        if event.status == Status.SCHEDULED and (note or "").startswith("deferred:"):
+            label = "deferred"  # by the message budget; the note says why
+        elif event.status == Status.SCHEDULED:
             label = _SCHEDULED.get(note or "", "to retry")
             note = None if note in _SCHEDULED else note
         elif event.status in (Status.SENT, Status.DELIVERED):

@@ -231,7 +231,8 @@ def send_text(
 @router.get("/opt-outs", name="staff_opt_outs")
 def opt_outs_page(request: Request, rt: Rt, s: Db, staff: Staff) -> Response:
     listed = board.opt_outs(s, rt.clinic, staff.location_id)
-    return _render(request, rt, s, staff, "opt_outs.html", opt_outs=listed)
+    emails = board.email_opt_outs(s)
+    return _render(request, rt, s, staff, "opt_outs.html", opt_outs=listed, email_opt_outs=emails)
 
 
 @router.get("/failed", name="staff_failed")

@@ -3,7 +3,7 @@ as the patient will get it. The dashboard and `notifier plan` both show this."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -12,8 +12,10 @@ from ..clinic import Location
 from ..compose import compose, texted_phones
 from ..ingest import is_id
 from ..models import Appointment, InboundMessage, Notification
+from ..plan import Skipped
 from ..render import sms_segments
 from ..runtime import Runtime
+from ..schedule import left_out
 from ..states import PENDING
 from ..store import appointments, notifications, replies
 
@@ -41,6 +43,8 @@ class Timeline:
     location: Location
     entries: list[Entry]  # by due time
     replies: list[InboundMessage]
+    # What the message budget kept out of the plan (a reminder merged or made moot), and why.
+    left_out: list[Skipped] = field(default_factory=list)
 
     @property
     def ahead(self) -> list[Entry]:
@@ -69,7 +73,8 @@ def timeline(rt: Runtime, session: Session, appointment_id: str, now: datetime) 
     texted = texted_phones(session, rows)
     entries = [Entry(n, preview(rt, n, now, texted) if n.status in PENDING else None) for n in rows]
     answers = replies.for_appointment(session, appointment_id)
-    return Timeline(appointment, location, entries, answers)
+    skipped = left_out(session, appointment, rt.clinic, now)
+    return Timeline(appointment, location, entries, answers, skipped)
 
 
 def preview(rt: Runtime, n: Notification, now: datetime, texted: set[str]) -> Preview:

@@ -63,7 +63,8 @@ def book_new(
 ) -> list[int] | None:
     """PostgreSQL: the event, the patient, the new appointment and its planned notifications
     with their history in one statement, its own transaction. Returns the notifications' ids in
-    plan order, or None, with nothing written, when the appointment or the event is known."""
+    plan order, or None, with nothing written, when the appointment or the event is known, or
+    the patient has another booked visit within a day of this one."""
     values = {
         **_prefixed("event_", event),
         **_prefixed("patient_", patient),
@@ -117,8 +118,9 @@ def _book_statement() -> TextClause:
     appointment nor the event is known, and each part after it only with the part before:
     the patient before the appointment, as the general path takes them, so that the two paths
     lock rows in the same order. A race with another event for the same appointment ends in a
-    unique violation, and nothing written. Times are given naive, in UTC, as the columns hold
-    them."""
+    unique violation, and nothing written. A patient with another visit within a day of this
+    one takes the general path too, which plans the reminders the visits share. Times are given
+    naive, in UTC, as the columns hold them."""
     return text(f"""
         WITH patient AS (
             {insert_select("patients", PATIENT_COLUMNS, "patient_")}
@@ -126,6 +128,12 @@ def _book_statement() -> TextClause:
                 SELECT FROM appointments WHERE id = CAST(:appointment_id AS varchar)
             ) AND NOT EXISTS (
                 SELECT FROM booking_events WHERE id = CAST(:event_id AS varchar)
+            ) AND NOT EXISTS (
+                SELECT FROM appointments
+                WHERE patient_id = CAST(:appointment_patient_id AS varchar)
+                AND status = 'booked'
+                AND start_at > CAST(:appointment_start_at AS timestamp) - interval '1 day'
+                AND start_at < CAST(:appointment_start_at AS timestamp) + interval '1 day'
             )
             {PATIENT_UPDATE}
             RETURNING id
