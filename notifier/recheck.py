@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from .budget import MARKETING_KINDS, URGENT_KINDS, hold_back
 from .models import Notification
-from .plan import Visit, next_allowed, plan
+from .plan import Recipient, Visit, next_allowed, plan
 from .runtime import Runtime
 from .schedule import cannot_take_texts, recipient, same_day, visit
 from .states import Status
@@ -69,6 +69,26 @@ def recheck(
         return Skip(Status.SUPPRESSED, "stale")
     if appointment.status not in ACTIVE_FOR[n.kind]:
         return Skip(Status.CANCELLED, f"appointment {appointment.status}")
+    refused = _refused(session, n, who, now, opted_out)
+    if refused is not None:
+        return refused
+    # Staff's messages and email fallbacks are not the policy's, so the plan cannot vouch for them.
+    if n.kind not in STAFF_KINDS and not n.slot.startswith("fallback:"):
+        others = _sharing(rt, session, n)
+        wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now, others)
+        if not any(
+            p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
+        ):
+            return Skip(Status.CANCELLED, "plan_changed")
+    return within_budget(rt, session, n, now) or at_call(rt, n, now)
+
+
+def _refused(
+    session: Session, n: Notification, who: Recipient, now: datetime, opted_out: set[str]
+) -> Skip | None:
+    """What the patient said or can take: a landline, no consent, STOP, an unsubscribe, or a
+    visit booked since, which makes a rebook invitation pointless."""
+    patient = n.appointment.patient
     if n.channel == "sms" and cannot_take_texts(patient):
         return Skip(Status.SUPPRESSED, "not_mobile")
     if not (who.sms if n.channel == "sms" else who.email):
@@ -79,15 +99,7 @@ def recheck(
         return Skip(Status.SUPPRESSED, "unsubscribed")
     if n.kind == "rebook" and appointments.has_booked_after(session, patient.id, now):
         return Skip(Status.SUPPRESSED, "already_rebooked")
-    # Staff's messages and email fallbacks are not the policy's, so the plan cannot vouch for them.
-    if n.kind not in STAFF_KINDS and not n.slot.startswith("fallback:"):
-        others = _sharing(rt, session, n)
-        wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now, others)
-        if not any(
-            p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
-        ):
-            return Skip(Status.CANCELLED, "plan_changed")
-    return within_budget(rt, session, n, now) or at_call(rt, n, now)
+    return None
 
 
 def _sharing(rt: Runtime, session: Session, n: Notification) -> tuple[Visit, ...]:
