@@ -93,7 +93,7 @@ def test_a_scripted_session_leaves_each_step_in_the_log(rt: Runtime, clock: Simu
         ("/staff/appointments/apt-1/remind", {"channel": "sms"}),
     ):
         amy.post(path, data={"csrf": token, **data}, follow_redirects=False)
-    amy.get("/staff/inbox")
+    amy.get("/staff/worklist")
     for path in (f"/staff/inbox/{reply_id}/handled", f"/staff/failed/{failed_id}/retry"):
         amy.post(path, data={"csrf": token}, follow_redirects=False)
     ben = signed_in(app, BEN)
@@ -124,7 +124,7 @@ def test_a_scripted_session_leaves_each_step_in_the_log(rt: Runtime, clock: Simu
         (f"staff:{AMY}", "appointment.view", "appointment:apt-1", "ok"),
         (f"staff:{AMY}", "reminder", "appointment:apt-1", "ok"),
         (f"staff:{AMY}", "reminder", "appointment:apt-1", "error"),
-        (f"staff:{AMY}", "inbox.view", None, "ok"),
+        (f"staff:{AMY}", "worklist.view", None, "ok"),
         (f"staff:{AMY}", "reply.handled", f"reply:{reply_id}", "ok"),
         (f"staff:{AMY}", "retry", f"notification:{failed_id}", "ok"),
         (f"staff:{BEN}", "signin", None, "ok"),
