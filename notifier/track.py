@@ -158,7 +158,12 @@ DID = {
 
 def _log_reply(message: InboundMessage, appointment: Appointment | None) -> None:
     location = appointment.location_id if appointment else None
-    did = "staff_inbox" if message.needs_staff else DID.get(message.intent, "nothing")
+    # A STOP opts the number out whatever else it does (with a visit booked it also lands on the
+    # worklist, so that someone calls): the line says what the patient's word did.
+    if message.intent == "stop":
+        did = DID["stop"]
+    else:
+        did = "staff_inbox" if message.needs_staff else DID.get(message.intent, "nothing")
     eventlog.reply_received(message.id, message.appointment_id, location, message.intent, did)
     if message.intent == "stop":
         eventlog.opted_out(f"keyword:{keyword(message.body)}", message.appointment_id, location)
