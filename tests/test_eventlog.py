@@ -59,7 +59,7 @@ def ingest(rt: Runtime, payload: dict[str, Any]) -> None:
 def busy_morning(client: TestClient, rt: Runtime, twilio: FakeTwilio, smtp: SMTPSink) -> Day:
     """Two bookings (one replayed, one overtaken by a stale event), their confirmations sent,
     one delivered and one refused by Twilio, replies of every kind, a STOP and a START, a
-    staff reminder to a number that had opted out, a cancellation, a forged webhook."""
+    staff reminder whose number opts out before it goes, a cancellation, a forged webhook."""
     now = rt.clock()
     booked = event("booked", VISIT, occurred_at=now, **ANA)  # type: ignore[arg-type]
     ingest(rt, booked)
@@ -77,10 +77,10 @@ def busy_morning(client: TestClient, rt: Runtime, twilio: FakeTwilio, smtp: SMTP
     run_until(rt, rt.clock())
     reply(client, rt, "C", sender="+17185550134")
     reply(client, rt, "where can I park?", sender="+17185550134")
-    reply(client, rt, "STOP", sender="+17185550177")
-    with rt.sessions() as session:
+    with rt.sessions() as session:  # asked for while the number still takes texts
         remind(session, rt.clinic, "apt-2", ["sms"], "front.desk@clinic.example", rt.clock())
-    run_until(rt, rt.clock())  # the reminder meets the STOP: suppressed
+    reply(client, rt, "STOP", sender="+17185550177")
+    run_until(rt, rt.clock())  # the reminder meets the STOP at send time: suppressed
     reply(client, rt, "START", sender="+17185550177")
     ingest(rt, event("cancelled", VISIT, occurred_at=rt.clock(), appointment_id="apt-2", **BEA))  # type: ignore[arg-type]
     run_until(rt, rt.clock())
