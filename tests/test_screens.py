@@ -212,12 +212,12 @@ def test_nothing_scrolls_sideways_even_at_320px(rt: Runtime, day: str, browser: 
 
 def test_on_a_phone_the_menu_folds_and_each_visit_is_a_card(day: str, phone: Page) -> None:
     log_in(phone, day)
-    inbox = phone.get_by_role("navigation").get_by_role("link", name="Inbox")
-    expect(inbox).to_be_hidden()
+    worklist = phone.get_by_role("navigation").get_by_role("link", name="Worklist")
+    expect(worklist).to_be_hidden()
     phone.get_by_text("Menu", exact=True).click()
-    expect(inbox).to_be_visible()
+    expect(worklist).to_be_visible()
     phone.get_by_text("Menu", exact=True).click()
-    expect(inbox).to_be_hidden()
+    expect(worklist).to_be_hidden()
 
     cards = phone.locator("section.day").first.locator("tbody tr")
     expect(cards).to_have_count(4)
@@ -240,7 +240,7 @@ def test_on_a_phone_the_menu_folds_and_each_visit_is_a_card(day: str, phone: Pag
 def test_on_a_desk_the_menu_is_open_and_the_board_is_a_table(day: str, desk: Page) -> None:
     log_in(desk, day)
     expect(desk.get_by_text("Menu", exact=True)).to_be_hidden()
-    expect(desk.get_by_role("navigation").get_by_role("link", name="Inbox")).to_be_visible()
+    expect(desk.get_by_role("navigation").get_by_role("link", name="Worklist")).to_be_visible()
     ana = desk.get_by_role("row").filter(has_text="Ana Ruiz")
     boxes = [cell.bounding_box() for cell in ana.locator("td").all()]
     tops = {round(box["y"]) for box in boxes if box}
