@@ -4,16 +4,15 @@
   (a link page's address holds its token), no content-type sniffing, and `Cache-Control:
   no-store` (the pages and the API show patients' names, numbers and visits; a shared
   computer's browser cache must not keep them), static files aside.
-- Our HTML pages: a Content-Security-Policy with no inline script at all; the one <style>
-  block of a page carries the request's nonce. Style attributes stay allowed: CSS from an
-  attribute can neither run script nor, with `img-src 'self' data:`, load anything.
+- Our HTML pages: a Content-Security-Policy with no inline script or <style> block at all:
+  the pages load their stylesheets and script from /static (notifier/assets.py). Style
+  attributes stay allowed: CSS from an attribute can neither run script nor, with
+  `img-src 'self' data:`, load anything.
   FastAPI's own /docs pages load their script from a CDN and are left without the policy
   (deploy.md keeps them internal).
 """
 
 from __future__ import annotations
-
-import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,12 +26,11 @@ CACHED = ("/static/",)
 UNPOLICED = ("/docs", "/redoc")
 
 
-def policy(nonce: str) -> str:
-    return (
-        "default-src 'none'; script-src 'self'; "
-        f"style-src 'self' 'nonce-{nonce}'; style-src-attr 'unsafe-inline'; "
-        "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    )
+POLICY = (
+    "default-src 'none'; script-src 'self'; "
+    "style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 class SecurityHeaders:
@@ -43,21 +41,17 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(16)
-        scope.setdefault("state", {})["csp_nonce"] = nonce
         path: str = scope["path"]
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _headers(list(message.get("headers", [])), path, nonce)
+                message["headers"] = _headers(list(message.get("headers", [])), path)
             await send(message)
 
         await self.app(scope, receive, with_headers)
 
 
-def _headers(
-    headers: list[tuple[bytes, bytes]], path: str, nonce: str
-) -> list[tuple[bytes, bytes]]:
+def _headers(headers: list[tuple[bytes, bytes]], path: str) -> list[tuple[bytes, bytes]]:
     names = {name.lower() for name, _ in headers}
     added = [header for header in EVERY_ANSWER if header[0] not in names]
     if not path.startswith(CACHED) and b"cache-control" not in names:
@@ -67,5 +61,5 @@ def _headers(
         for name, value in headers
     )
     if html and not path.startswith(UNPOLICED):
-        added.append((b"content-security-policy", policy(nonce).encode()))
+        added.append((b"content-security-policy", POLICY.encode()))
     return headers + added
