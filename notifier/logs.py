@@ -12,15 +12,14 @@ PHONE = re.compile(r"\+\d{7,15}")
 # the access log must not be able to open the patient's page.
 LINK_TOKEN = re.compile(r"(/(?:links|unsubscribe)/)[^/?#\s\"]+")
 EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-# A patient's signed link opens their appointment to whoever holds it (an access log line).
-LINK = re.compile(r"/links/[^\s\"'?/]+")
+HIDDEN = "•••"  # what stands in a log for the part of a number, address or token it hides
 
 
 def mask(text: str) -> str:
     """+17185550134 → +1718•••0134, ana@example.org → a•••@example.org, /links/<token> →
-    /links/•••."""
+    /links/••• (and an unsubscribe link's token alike)."""
     text = PHONE.sub(lambda m: m.group()[:5] + "•••" + m.group()[-4:], text)
-    text = LINK.sub("/links/•••", text)
+    text = LINK_TOKEN.sub(rf"\1{HIDDEN}", text)
     return EMAIL.sub(r"\1•••@\2", text)
 
 
@@ -52,7 +51,8 @@ class LinkTokenFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                LINK_TOKEN.sub(r"\1…", arg) if isinstance(arg, str) else arg for arg in record.args
+                LINK_TOKEN.sub(rf"\1{HIDDEN}", arg) if isinstance(arg, str) else arg
+                for arg in record.args
             )
         return True
 

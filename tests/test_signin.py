@@ -148,7 +148,7 @@ def test_the_access_log_keeps_no_link_token() -> None:
         ("127.0.0.1:5000", "GET", "/links/eyJhIjoiYXB0LTEi.sig?x=1", "1.1", 200), None,
     )  # fmt: skip
     assert LinkTokenFilter().filter(record)
-    assert record.getMessage() == '127.0.0.1:5000 - "GET /links/…?x=1 HTTP/1.1" 200'
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /links/•••?x=1 HTTP/1.1" 200'
 
 
 def test_sending_without_a_public_url_is_a_start_up_error(tmp_path: object) -> None:
