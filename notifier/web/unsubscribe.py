@@ -49,7 +49,11 @@ async def one_click(request: Request, token: str, rt: Rt, s: Db) -> HTMLResponse
 
 def _page(request: Request, rt: Runtime, token: str, state: str) -> HTMLResponse:
     secret = rt.settings.secret_key or ""
-    context: dict[str, Any] = {"practice": rt.clinic.practice.name, "title": "Unsubscribe"}
+    context: dict[str, Any] = {
+        "practice": rt.clinic.practice.name,
+        "title": "Unsubscribe",
+        "lang": "en",
+    }
     try:
         link = read_unsubscribe_token(secret, token)
     except BadLink:
@@ -58,6 +62,6 @@ def _page(request: Request, rt: Runtime, token: str, state: str) -> HTMLResponse
         context |= {"address": link.address, "scope": link.scope}
         if link.scope == "marketing":  # the page also offers the wider choice
             context["all_token"] = make_unsubscribe_token(secret, link.address, "all")
-    pages = _pages(rt.settings.templates_dir / "pages")
+    pages = _pages(rt.settings.templates_dir)
     status = 400 if state == "invalid" else 200
     return pages.TemplateResponse(request, "unsubscribe.html", context | {"state": state}, status)
