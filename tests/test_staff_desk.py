@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -43,6 +43,13 @@ def amy(rt: Runtime) -> Iterator[TestClient]:
     with TestClient(create_app(rt)) as client:
         assert log_in(client).status_code == 303
         yield client
+
+
+def later(amy: TestClient, clock: SimulatedClock, when: datetime) -> None:
+    """The clock moves on to `when`, hours at the desk: longer than a session's idle limit,
+    so Amy signs in again."""
+    clock.now = when
+    assert log_in(amy).status_code == 303
 
 
 def token(page_text: str, action: str) -> str:
@@ -98,7 +105,7 @@ def test_a_no_show_withdraws_the_aftercare_and_undo_restores_it(
     rt: Runtime, amy: TestClient, clock: SimulatedClock
 ) -> None:
     book(rt, "apt-1", TODAY_3PM)
-    clock.now = TODAY_3PM + timedelta(minutes=10)
+    later(amy, clock, TODAY_3PM + timedelta(minutes=10))
     said, _ = press(amy, "apt-1", "no_show")
     assert said == "Marked as a no-show. Its aftercare is withdrawn."
     assert {r[3] for r in statuses(rt, "apt-1") if r[0] == "aftercare"} == {"cancelled"}
@@ -121,7 +128,7 @@ def test_a_completed_time_must_be_after_the_start_and_not_ahead(
     rt: Runtime, amy: TestClient, clock: SimulatedClock
 ) -> None:
     book(rt, "apt-1", TODAY_3PM)
-    clock.now = TODAY_3PM + timedelta(minutes=40)
+    later(amy, clock, TODAY_3PM + timedelta(minutes=40))
     assert press(amy, "apt-1", "complete", ended="14:00")[0] == (
         "The end time must be after the visit's start."
     )
@@ -260,9 +267,7 @@ def test_a_manual_reminder_says_what_really_happens(
     assert remind_flash(amy, "apt-1") == "SMS reminder sent: it goes out within seconds."
     assert remind_flash(amy, "apt-2") == "SMS reminder not sent: no mobile number."
     assert remind_flash(amy, "apt-3") == "SMS reminder not sent: patient opted out of texts."
-    clock.now = new_york(2026, 11, 30, 20, 30)
-    amy.get("/staff")  # a page view keeps the session going (12 idle hours end it)
-    clock.now = new_york(2026, 11, 30, 22, 30)
+    later(amy, clock, new_york(2026, 11, 30, 22, 30))
     assert remind_flash(amy, "apt-1", "email") == "Email reminder sent: it goes out within seconds."
     book(rt, "apt-4", THURSDAY_10AM, patient_id="pat-4", phone="+1 646 555 0177")
     assert remind_flash(amy, "apt-4") == "SMS reminder held until 8:00 AM (quiet hours)."
@@ -378,7 +383,7 @@ def test_hostile_desk_forms_get_an_answer_not_a_500(
     rt: Runtime, amy: TestClient, clock: SimulatedClock
 ) -> None:
     book(rt, "apt-1", TODAY_3PM)
-    clock.now = TODAY_3PM + timedelta(minutes=40)
+    later(amy, clock, TODAY_3PM + timedelta(minutes=40))
     page = amy.get("/staff/appointments/apt-1")
     form = {"csrf": csrf(page), "action": "complete", "token": token(page.text, "complete")}
     for ended in ("15:\x0035", "25:99", "１５:３５", "15:35:00.000000+05:00", "-1"):
