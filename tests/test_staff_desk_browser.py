@@ -176,9 +176,8 @@ def test_each_manual_reminder_says_what_really_happens(
     )
     expect(page.get_by_text("SMS: not sent: patient opted out of texts")).to_be_visible()
     expect(page.get_by_role("button", name="Send SMS reminder")).to_have_count(0)
-    clock.now = new_york(2026, 11, 30, 20, 0)
-    page.goto(f"{site}/staff/appointments/apt-3")  # a page view keeps the session alive
     clock.now = new_york(2026, 11, 30, 22, 15)
+    log_in(page, site)  # hours later: the session ended after 15 idle minutes
     book(rt, "apt-4", THURSDAY_10AM, patient_id="pat-4", phone="+1 646 555 0177")
     page.goto(f"{site}/staff/appointments/apt-4")
     expect(page.get_by_text("held until 8:00 AM (quiet hours)")).to_be_visible()
