@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ..models import WebhookDelivery, WebhookEndpoint
@@ -84,19 +85,8 @@ def counts(session: Session) -> dict[tuple[int | None, str], int]:
 def claim(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[int]:
     """pending → sending for the due deliveries that head their stream (nothing earlier in it
     unfinished), up to `limit`; returns their ids. The attempt is counted at the claim."""
-    earlier = aliased(WebhookDelivery)
-    blocked = exists().where(
-        earlier.stream == WebhookDelivery.stream,
-        earlier.id < WebhookDelivery.id,
-        earlier.status.in_(UNFINISHED),
-    )
-    heads = (
-        select(WebhookDelivery.id)
-        .where(WebhookDelivery.status == PENDING, WebhookDelivery.due_at <= now, ~blocked)
-        .order_by(WebhookDelivery.id)
-        .limit(limit)
-    )
-    ids = list(session.scalars(heads))
+    heads = _heads(select(WebhookDelivery.id)).where(WebhookDelivery.due_at <= now)
+    ids = list(session.scalars(heads.order_by(WebhookDelivery.id).limit(limit)))
     if not ids:
         return []
     claimed = session.scalars(
@@ -106,6 +96,17 @@ def claim(session: Session, now: datetime, lease_until: datetime, limit: int) ->
         .returning(WebhookDelivery.id)
     )
     return sorted(claimed)
+
+
+def _heads(query: Select[Any]) -> Select[Any]:
+    """Pending deliveries with nothing earlier in their stream unfinished."""
+    earlier = aliased(WebhookDelivery)
+    blocked = exists().where(
+        earlier.stream == WebhookDelivery.stream,
+        earlier.id < WebhookDelivery.id,
+        earlier.status.in_(UNFINISHED),
+    )
+    return query.where(WebhookDelivery.status == PENDING, ~blocked)
 
 
 def reap(session: Session, now: datetime) -> int:
@@ -162,3 +163,8 @@ def redeliver(session: Session, delivery_ids: Iterable[int], now: datetime) -> i
         .values(status=PENDING, due_at=now, attempts=0, last_error=None)
     )
     return int(moved.rowcount)  # type: ignore[attr-defined]
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the soonest delivery that heads its stream is due."""
+    return session.scalar(_heads(select(func.min(WebhookDelivery.due_at))))
