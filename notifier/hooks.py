@@ -20,6 +20,7 @@ import logging
 import secrets
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -311,3 +312,41 @@ def schedule_deliveries(scheduler: BaseScheduler, rt: Runtime) -> None:
         coalesce=True,
         next_run_time=rt.clock(),
     )
+
+
+class EndpointError(ValueError):
+    pass
+
+
+def add_endpoint(
+    session: Session, url: str, events: list[str], secret: str | None, now: datetime
+) -> WebhookEndpoint:
+    """Registers an endpoint for `events` (all of them when empty), with a new secret unless
+    one is given (`whsec_` and base64, as another sender may already have given the receiver)."""
+    url = url.strip()
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or len(url) > 2000:
+        raise EndpointError(f"not an http(s) URL: {url[:100]!r}")
+    unknown = sorted(set(events) - set(EVENTS))
+    if unknown:
+        raise EndpointError(f"unknown events {', '.join(unknown)}: choose from {', '.join(EVENTS)}")
+    if secret is not None:
+        _check_secret(secret)
+    endpoint = WebhookEndpoint(
+        url=url,
+        events=",".join(e for e in EVENTS if e in events or not events),
+        secret=secret or new_secret(),
+        created_at=now,
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def _check_secret(secret: str) -> None:
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except ValueError:
+        key = b""
+    if not secret.startswith(SECRET_PREFIX) or not 24 <= len(key) <= 64:
+        raise EndpointError("a secret is whsec_ and the base64 of 24 to 64 random bytes")
