@@ -23,6 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -350,3 +351,35 @@ def _check_secret(secret: str) -> None:
         key = b""
     if not secret.startswith(SECRET_PREFIX) or not 24 <= len(key) <= 64:
         raise EndpointError("a secret is whsec_ and the base64 of 24 to 64 random bytes")
+
+
+@dataclass(frozen=True)
+class EndpointShown:
+    endpoint: WebhookEndpoint
+    counts: dict[str, int]
+
+
+def endpoints_with_counts(session: Session) -> list[EndpointShown]:
+    counts = webhooks.counts(session)
+    return [
+        EndpointShown(e, {s: n for (i, s), n in counts.items() if i == e.id})
+        for e in webhooks.endpoints(session)
+    ]
+
+
+def dead_letters(session: Session) -> list[WebhookDelivery]:
+    return webhooks.dead(session)
+
+
+def remove_endpoint(session: Session, endpoint_id: int, now: datetime) -> bool:
+    removed = webhooks.remove(session, endpoint_id, now)
+    session.commit()
+    return removed
+
+
+def redeliver(session: Session, delivery_id: int, now: datetime) -> bool:
+    """A dead letter goes again, from the first retry step: behind nothing already sent, and
+    ahead of what its endpoint still has waiting."""
+    moved = webhooks.redeliver(session, [delivery_id], now)
+    session.commit()
+    return bool(moved)
