@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
-
 from notifier import hooks
 from notifier.models import WebhookDelivery
 from notifier.runtime import Runtime
