@@ -39,6 +39,7 @@ class WebhookReceiver:
         self.failing: Callable[[], bool] = lambda: False
         self.hang = threading.Event()  # set: hold requests until `release` is set
         self.release = threading.Event()
+        self.held = 0  # requests held open so far
         self.on_receive: Callable[[Received], None] = lambda r: None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
@@ -88,6 +89,7 @@ def _handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if receiver.hang.is_set():
+                receiver.held += 1
                 receiver.release.wait(60)
                 return  # the sender is gone by now: no answer
             headers = {k.lower(): v for k, v in self.headers.items()}
