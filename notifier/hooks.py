@@ -199,7 +199,11 @@ def sign(secret: str, message_id: str, timestamp: int, payload: str) -> str:
 
 
 class DeliveryFailed(Exception):
-    pass
+    """Not delivered; `permanent` when no retry can help (it goes straight to the dead letters)."""
+
+    def __init__(self, reason: str, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -259,7 +263,7 @@ def _attempt(rt: Runtime, delivery_id: int) -> None:
         try:
             _send(rt, session, row)
         except DeliveryFailed as exc:
-            again = retry_at(attempt, rt.clock())
+            again = None if exc.permanent else retry_at(attempt, rt.clock())
             webhooks.failed(session, delivery_id, attempt, again, str(exc))
             session.commit()
             log.warning(
@@ -278,7 +282,7 @@ def _send(rt: Runtime, session: Session, row: WebhookDelivery) -> None:
         return
     endpoint = session.get(WebhookEndpoint, row.endpoint_id)
     if endpoint is None or endpoint.removed_at is not None:
-        raise DeliveryFailed("the endpoint was removed")
+        raise DeliveryFailed("the endpoint was removed", permanent=True)
     # The receiver compares the timestamp with its own clock: it is the wall clock's, always.
     timestamp = int(time.time())
     headers = {
@@ -298,7 +302,7 @@ def _write_back(rt: Runtime, row: WebhookDelivery) -> None:
     try:
         fhir_writeback.accept(server, appointment_id)
     except fhir_writeback.WriteBackError as exc:
-        raise DeliveryFailed(str(exc)) from None
+        raise DeliveryFailed(str(exc), exc.permanent) from None
 
 
 def schedule_deliveries(scheduler: BaseScheduler, rt: Runtime) -> None:

@@ -145,3 +145,15 @@ def test_a_confirmation_without_a_write_back_url_writes_nothing(
         text(plain, rt, "C")
     hooks.deliver_due(rt)
     assert fhir.writes == []
+
+
+def test_an_appointment_gone_from_the_server_is_a_dead_letter_at_once(
+    client: TestClient, writing_rt: Runtime, fhir: FakeFhirServer
+) -> None:
+    del fhir.resources["Appointment/apt-1"]
+    text(client, writing_rt, "C")
+    hooks.deliver_due(writing_rt)
+    with writing_rt.sessions() as session:
+        [dead] = webhooks.dead(session)
+        assert (dead.event, dead.attempts, dead.endpoint_id) == ("fhir.write_back", 1, None)
+        assert "not on the FHIR server" in (dead.last_error or "")
