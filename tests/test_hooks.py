@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -253,3 +254,17 @@ def test_a_removed_endpoint_gets_nothing_more(rt: Runtime, receiver: WebhookRece
     emit(rt, "patient.opted_in", patient_ids=["pat-2"])
     assert hooks.deliver_due(rt) == 0
     assert statuses(rt) == [("patient.opted_in", "dead", 0)]
+
+
+def test_two_clocks_at_once_deliver_each_event_once_in_order(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    subscribe(rt, receiver.url)
+    with rt.sessions() as session:
+        for n in range(20):
+            hooks.emit(session, "message.failed", {"message_id": n}, rt.clock())
+        session.commit()
+    with ThreadPoolExecutor(2) as clocks:
+        list(clocks.map(lambda _: [hooks.deliver_due(rt) for _ in range(15)], range(2)))
+    hooks.deliver_due(rt)
+    assert [r.body["data"]["message_id"] for r in receiver.received] == list(range(20))
