@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -65,7 +65,7 @@ def new_message_id() -> str:
 
 def body(event: str, data: dict[str, Any], now: datetime) -> str:
     """The JSON sent: the event's type, when it happened, and its data."""
-    made = {"type": event, "timestamp": now.isoformat(), "data": data}
+    made = {"type": event, "timestamp": now.astimezone(UTC).isoformat(), "data": data}
     return json.dumps(made, separators=(",", ":"), sort_keys=True)
 
 

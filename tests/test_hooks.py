@@ -59,7 +59,7 @@ def test_an_event_waits_in_the_outbox_once_per_subscribed_endpoint(rt: Runtime) 
     sent = json.loads(rows[0].payload)
     assert sent == {
         "type": "appointment.confirmed",
-        "timestamp": NOW.isoformat(),
+        "timestamp": "2026-11-30T14:00:00+00:00",
         "data": {"appointment_id": "apt-1"},
     }
 
