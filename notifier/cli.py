@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     a user's mistake gets one line on stderr, never a traceback."""
     args = parser().parse_args(argv)
     quiet = args.run in (demo, remind_now, db_upgrade, doctor, templates_check, purge) or (
-        args.run.__module__ == "notifier.staff.commands" or args.run.__name__.startswith("apikey_")
+        args.run.__module__ == "notifier.staff.commands"
+        or args.run.__name__.startswith(("apikey_", "webhook_"))
     )
     try:
         json_logs = runtime.settings_from_env().json_logs
@@ -103,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
         "--date", type=_day, help="the clinic day to play (YYYY-MM-DD); default: next Tuesday"
     )
     _add_apikey(commands)
+    _add_webhook(commands)
     command("doctor", doctor, "check config, templates, database, broker, Twilio and SMTP")
     purge_cmd = command(
         "purge", purge, "blank message bodies and reply texts past the retention period"
@@ -157,6 +159,72 @@ def _add_apikey(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     revoke.set_defaults(run=apikey_revoke)
 
 
+def _add_webhook(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .hooks import EVENTS
+
+    hooks_cmd = commands.add_parser("webhook", help="webhooks out: add, list, remove endpoints")
+    actions = hooks_cmd.add_subparsers(required=True, metavar="ACTION")
+    help = "register an endpoint; its signing secret is printed once"
+    add = actions.add_parser("add", help=help, description=help)
+    add.add_argument("url", help="where to POST the events (https://…)")
+    add.add_argument(
+        "--events",
+        default="",
+        help=f"comma-separated, of: {', '.join(EVENTS)} (default: all)",
+    )
+    add.add_argument("--secret", help="a whsec_… secret to sign with (default: a new one)")
+    add.set_defaults(run=webhook_add)
+    help = "every endpoint: id, URL, events, and its deliveries by state"
+    actions.add_parser("list", help=help, description=help).set_defaults(run=webhook_list)
+    help = "stop sending to an endpoint; what it had not received yet becomes dead"
+    remove = actions.add_parser("remove", help=help, description=help)
+    remove.add_argument("id", type=_positive, help="the endpoint's id, as `webhook list` shows")
+    remove.set_defaults(run=webhook_remove)
+
+
+def webhook_add(args: argparse.Namespace) -> int:
+    from . import hooks
+
+    rt = runtime.from_env()
+    events = [e.strip() for e in args.events.split(",") if e.strip()]
+    with rt.sessions() as session:
+        endpoint = hooks.add_endpoint(session, args.url, events, args.secret, rt.clock())
+        session.commit()
+        endpoint_id, secret, chosen = endpoint.id, endpoint.secret, endpoint.events
+    _audited(rt, "webhook.add", f"webhook:{endpoint_id}", args.url[:200])
+    print(f"endpoint {endpoint_id}: {args.url.strip()}\nevents: {chosen}")
+    if not args.secret:
+        print(f"signing secret (shown once): {secret}")
+    return 0
+
+
+def webhook_list(args: argparse.Namespace) -> None:
+    from .store import webhooks
+
+    rt = runtime.from_env()
+    with rt.sessions() as session:
+        counts = webhooks.counts(session)
+        for endpoint in webhooks.endpoints(session):
+            mine = {s: n for (e, s), n in counts.items() if e == endpoint.id}
+            tally = ", ".join(f"{n} {s}" for s, n in sorted(mine.items())) or "nothing sent yet"
+            print(f"{endpoint.id:<4} {endpoint.url}\n     {endpoint.events}\n     {tally}")
+
+
+def webhook_remove(args: argparse.Namespace) -> int:
+    from .store import webhooks
+
+    rt = runtime.from_env()
+    with rt.sessions() as session:
+        removed = webhooks.remove(session, args.id, rt.clock())
+        session.commit()
+    if not removed:
+        print(f"notifier: no endpoint {args.id}", file=sys.stderr)
+        return 1
+    _audited(rt, "webhook.remove", f"webhook:{args.id}")
+    print(f"removed endpoint {args.id}")
+    return 0
+
+
 def _day(given: str) -> date:
     try:
         return datetime.strptime(given, "%Y-%m-%d").date()
@@ -183,6 +251,7 @@ def serve(args: argparse.Namespace) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from .dispatch import in_process, schedule_ticks
+    from .hooks import schedule_deliveries
 
     settings = runtime.settings_from_env()
     if not settings.secret_key:
@@ -192,6 +261,7 @@ def serve(args: argparse.Namespace) -> None:
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="send")
     clock = BackgroundScheduler(timezone="UTC")
     schedule_ticks(clock, rt, in_process(rt, executor))
+    schedule_deliveries(clock, rt)
     clock.start()
     log.info("dry-run outbox: %s", rt.settings.outbox_path.resolve())
     _say_where_the_dashboard_is(rt, args.host, args.port)
@@ -261,11 +331,13 @@ def scheduler(args: argparse.Namespace) -> None:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from .dispatch import schedule_ticks
+    from .hooks import schedule_deliveries
     from .tasks import enqueue
 
     rt = runtime.from_env(runtime.distributed_settings("scheduler"))
     clock = BlockingScheduler(timezone="UTC")
     schedule_ticks(clock, rt, enqueue)
+    schedule_deliveries(clock, rt)
     _serve_liveness(args, "scheduler")
     log.info("clock started")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from . import eventlog, states
+from . import eventlog, hooks, states
 from .calls import provider_calls
 from .channels import Message, SendError
 from .compose import compose, texted_phones
@@ -357,6 +357,8 @@ def _failed_send(
     if moved:
         retry = to == Status.SCHEDULED
         eventlog.message_failed(n, to, exc.code, exc.reason or exc.outcome, retry=retry)
+        if to == Status.FAILED:
+            hooks.message_failed(session, n, to, values["reason"], exc.code, now)
     if to == Status.FAILED and n.channel == "sms" and exc.outcome == "permanent":
         after_sms_failure(session, rt.clinic, n, exc.reason, now)
     session.commit()

@@ -29,7 +29,7 @@ TABLES = (
     " appointments, patients,"
     " booking_events, api_keys, staff_sessions, staff_users, counters, sms_first_texts,"
     " visit_actions, audit_log, staff_recovery_codes, login_throttles,"
-    " email_opt_outs"
+    " email_opt_outs, webhook_deliveries, webhook_endpoints"
 )
 
 
@@ -41,6 +41,7 @@ REAL_TIME = {
     "test_send_crash.py",
     "test_send_promises.py",
     "test_processes.py",
+    "test_hooks_crash.py",  # kills `notifier serve` mid-delivery, waits out a lease
     "test_attacks.py",  # times its answers, and floods a web process
 }
 

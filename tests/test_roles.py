@@ -127,7 +127,8 @@ def test_every_admin_route_refuses_staff_and_works_for_an_admin(
     with rt.sessions() as session:
         ben_id = session.scalars(select(StaffUser.id).where(StaffUser.email == BEN)).one()
         key_id = session.scalars(select(ApiKey.id)).one()
-    params = {"user_id": str(ben_id), "key_id": str(key_id)}
+    params = {"user_id": str(ben_id), "key_id": str(key_id), "endpoint_id": "1"}
+    params["delivery_id"] = "1"
     routes = admin_routes(app)
     names = {route.name for route in routes}
     assert names >= {

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from .. import api_keys, audit
+from .. import api_keys, audit, hooks
 from ..audit import AuditFilter
 from ..deps import Db, Rt
 from ..runtime import Runtime
@@ -210,3 +210,55 @@ def _day_start(given: str, zone: ZoneInfo, plus: timedelta = timedelta()) -> dat
     if not 2000 <= day.year <= 2999:  # a year no entry can have, and no overflow at the ends
         return None
     return datetime.combine(day + plus, time(), zone)
+
+
+@router.get("/webhooks", name="staff_admin_webhooks")
+def webhooks_page(request: Request, rt: Rt, s: Db, admin: Admin) -> Response:
+    return _render(
+        request, rt, s, admin, "admin_webhooks.html",
+        endpoints=hooks.endpoints_with_counts(s), dead=hooks.dead_letters(s),
+        events=hooks.EVENTS, new_secret=None,
+    )  # fmt: skip
+
+
+@router.post("/webhooks", name="staff_admin_webhook_add")
+def add_webhook(request: Request, rt: Rt, s: Db, admin: Admin, form: Posted) -> Response:
+    chosen = [e for e in form.getlist("events") if isinstance(e, str)]
+    url = str(form.get("url", ""))
+    try:
+        endpoint = hooks.add_endpoint(s, url, chosen, None, rt.clock())
+    except hooks.EndpointError as exc:
+        sessions.set_flash(s, admin, "error", str(exc))
+        return _back(request, form, "staff_admin_webhooks")
+    s.commit()
+    trail.staff_did(request, rt, s, admin, "webhook.add", f"webhook:{endpoint.id}")
+    # The secret is shown on this answer only; the page it redirects to never shows it.
+    return _render(
+        request, rt, s, admin, "admin_webhooks.html",
+        endpoints=hooks.endpoints_with_counts(s), dead=hooks.dead_letters(s),
+        events=hooks.EVENTS, new_secret=(endpoint.id, endpoint.secret),
+    )  # fmt: skip
+
+
+@router.post("/webhooks/{endpoint_id}/remove", name="staff_admin_webhook_remove")
+def remove_webhook(
+    request: Request, rt: Rt, s: Db, admin: Admin, form: Posted, endpoint_id: RowId
+) -> Response:
+    if hooks.remove_endpoint(s, endpoint_id, rt.clock()):
+        trail.staff_did(request, rt, s, admin, "webhook.remove", f"webhook:{endpoint_id}")
+        sessions.set_flash(s, admin, "ok", "Removed: nothing more is sent to that endpoint.")
+    else:
+        sessions.set_flash(s, admin, "error", "There is no such endpoint.")
+    return _back(request, form, "staff_admin_webhooks")
+
+
+@router.post("/webhooks/dead/{delivery_id}/redeliver", name="staff_admin_webhook_redeliver")
+def redeliver_webhook(
+    request: Request, rt: Rt, s: Db, admin: Admin, form: Posted, delivery_id: RowId
+) -> Response:
+    if hooks.redeliver(s, delivery_id, rt.clock()):
+        trail.staff_did(request, rt, s, admin, "webhook.redeliver", f"delivery:{delivery_id}")
+        sessions.set_flash(s, admin, "ok", "Sent again: it goes out within seconds.")
+    else:
+        sessions.set_flash(s, admin, "error", "Not sent again: it is not a dead letter now.")
+    return _back(request, form, "staff_admin_webhooks")
