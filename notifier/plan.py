@@ -22,6 +22,8 @@ class Visit:
     end: datetime
     booked_at: datetime  # when the current start time was set
     cancelled_at: datetime | None = None
+    no_show_at: datetime | None = None  # when we learned the patient did not come
+    rebooked: bool = False  # the patient has a booked visit ahead
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ def plan(
         wanted = _after_visit(visit, recipient, treatment, policy)
     elif visit.status == "cancelled":
         wanted = _cancelled(visit, recipient)
-    else:  # no_show: no aftercare for a visit that did not happen, no rebook nudge either
-        wanted = []
+    else:  # no_show: no aftercare for a visit that did not happen, but a "we missed you"
+        wanted = _missed(visit, recipient, policy)
     placed = [_outside_quiet_hours(p, policy.quiet_hours, recipient.zone) for p in wanted]
     return [p for p in placed if p.due_at < p.expires_at and p.expires_at > now]
 
@@ -110,6 +112,21 @@ def _cancelled(visit: Visit, recipient: Recipient) -> list[Planned]:
     # patient's calendar (METHOD:CANCEL).
     channels = _reachable(("sms", "email"), recipient)
     return [Planned("cancellation", c, "", visit.cancelled_at, visit.start) for c in channels]
+
+
+# A "we missed you" still makes sense for a couple of days; later it reads as an afterthought.
+MISSED_USEFUL_FOR = timedelta(days=2)
+
+
+def _missed(visit: Visit, recipient: Recipient, policy: Policy) -> list[Planned]:
+    # Not marketing: it is about the visit the patient booked and missed, so it needs the
+    # channel's consent only. A patient who has booked again needs no nudge.
+    hours = policy.no_show_recovery_hours
+    if visit.no_show_at is None or visit.rebooked or not hours:
+        return []
+    due = visit.no_show_at + timedelta(hours=hours)
+    channels = _reachable(("sms", "email"), recipient)[:1]
+    return [Planned("no_show_recovery", c, "", due, due + MISSED_USEFUL_FOR) for c in channels]
 
 
 def _reachable(channels: tuple[ChannelName, ...], recipient: Recipient) -> list[ChannelName]:

@@ -18,7 +18,7 @@ from .plan import next_allowed, plan
 from .runtime import Runtime
 from .schedule import cannot_take_texts, recipient, visit
 from .states import Status
-from .store import appointments, opt_outs
+from .store import appointments, opt_outs, waitlist
 
 # Which appointment states each kind still makes sense in.
 ACTIVE_FOR = {
@@ -28,11 +28,16 @@ ACTIVE_FOR = {
     "aftercare": {"booked", "completed"},
     "rebook": {"booked", "completed"},
     "cancellation": {"cancelled"},
+    "no_show_recovery": {"no_show"},
+    # An offer of a freed visit: while it stays freed (rebooked, the offer is withdrawn).
+    "waitlist_offer": {"cancelled", "no_show"},
     # Staff answering a patient's text: the conversation is about whatever the visit became.
     "staff_message": {"booked", "cancelled", "completed", "no_show"},
 }
 # Not the policy's: staff asked for these, so the plan cannot vouch for them.
 STAFF_KINDS = ("manual", "staff_message")
+# Not the appointment's plan either: the waitlist decides these (waitlist.py).
+NOT_PLANNED = (*STAFF_KINDS, "waitlist_offer")
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class Skip:
 
 def opted_out_phones(session: Session, rows: list[Notification]) -> set[str]:
     """Which of these rows' SMS numbers are in the opt-out registry, in one query."""
-    sms = (n.appointment.patient.phone for n in rows if n.channel == "sms")
+    sms = (n.patient.phone for n in rows if n.channel == "sms")
     phones = {phone for phone in sms if phone is not None}
     if not phones:
         return set()
@@ -55,7 +60,7 @@ def recheck(
     rt: Runtime, session: Session, n: Notification, now: datetime, opted_out: set[str]
 ) -> Skip | None:
     """What the world looks like now, not when the row was planned: None means go ahead."""
-    appointment, patient = n.appointment, n.appointment.patient
+    appointment, patient = n.appointment, n.patient
     location = rt.clinic.location(appointment.location_id)
     treatment = rt.clinic.treatment(appointment.treatment_id)
     if location is None or treatment is None:
@@ -71,10 +76,14 @@ def recheck(
         return Skip(Status.SUPPRESSED, "no_consent")
     if n.channel == "sms" and patient.phone in opted_out:
         return Skip(Status.SUPPRESSED, "opted_out")
-    if n.kind == "rebook" and appointments.has_booked_after(session, patient.id, now):
+    if n.kind in ("rebook", "no_show_recovery") and appointments.has_booked_after(
+        session, patient.id, now
+    ):
         return Skip(Status.SUPPRESSED, "already_rebooked")
+    if n.kind == "waitlist_offer" and not waitlist.still_offered(session, n.id, now):
+        return Skip(Status.CANCELLED, "slot_taken")
     # Staff's messages and email fallbacks are not the policy's, so the plan cannot vouch for them.
-    if n.kind not in STAFF_KINDS and not n.slot.startswith("fallback:"):
+    if n.kind not in NOT_PLANNED and not n.slot.startswith("fallback:"):
         wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
         if not any(
             p.key == (n.kind, n.channel, n.slot) and p.due_at == n.planned_for for p in wanted
@@ -102,5 +111,5 @@ def allowed_from(rt: Runtime, n: Notification, moment: datetime) -> datetime:
     # A staff member's answer to a text the patient sent within the hour is not held.
     if n.channel != "sms" or location is None or n.quiet_override:
         return moment
-    zone = recipient(n.appointment.patient, location.zone).zone
+    zone = recipient(n.patient, location.zone).zone
     return next_allowed(moment, rt.clinic.policy.quiet_hours, zone)
