@@ -442,3 +442,51 @@ class WaitlistOffer(Base):
     notification: Mapped[Notification] = relationship()
 
     __table_args__ = (Index("uq_waitlist_offers_slot_entry", "slot_id", "entry_id", unique=True),)
+
+
+class WebhookEndpoint(Base):
+    """A URL of the clinic's (its booking system's) that is told of the events it chose."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # Comma-separated, of hooks.EVENTS.
+    events: Mapped[str] = mapped_column(String(1000))
+    # `whsec_` and the base64 of the signing key (Standard Webhooks).
+    secret: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A removed endpoint is kept, so that its deliveries still say where they went.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per event per endpoint (or per FHIR write-back), written in the
+    transaction that made the event, delivered at least once, in `id` order within its stream."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_stream_id", "stream", "id"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "due_at",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The `webhook-id`: the same on every attempt, and for every endpoint told of one event.
+    message_id: Mapped[str] = mapped_column(String(64))
+    # Deliveries of one stream go out one at a time, in order: "endpoint:<id>" or "fhir".
+    stream: Mapped[str] = mapped_column(String(64))
+    endpoint_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event: Mapped[str] = mapped_column(String(64))
+    # The body exactly as it is sent and signed (JSON).
+    payload: Mapped[str] = mapped_column(Text)
+    # pending | sending | delivered | dead
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))

@@ -76,12 +76,9 @@ def recheck(
         return Skip(Status.SUPPRESSED, "no_consent")
     if n.channel == "sms" and patient.phone in opted_out:
         return Skip(Status.SUPPRESSED, "opted_out")
-    if n.kind in ("rebook", "no_show_recovery") and appointments.has_booked_after(
-        session, patient.id, now
-    ):
-        return Skip(Status.SUPPRESSED, "already_rebooked")
-    if n.kind == "waitlist_offer" and not waitlist.still_offered(session, n.id, now):
-        return Skip(Status.CANCELLED, "slot_taken")
+    moot = _moot(session, n, patient.id, now)
+    if moot is not None:
+        return moot
     # Staff's messages and email fallbacks are not the policy's, so the plan cannot vouch for them.
     if n.kind not in NOT_PLANNED and not n.slot.startswith("fallback:"):
         wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now)
@@ -90,6 +87,17 @@ def recheck(
         ):
             return Skip(Status.CANCELLED, "plan_changed")
     return at_call(rt, n, now)
+
+
+def _moot(session: Session, n: Notification, patient_id: str, now: datetime) -> Skip | None:
+    """A nudge to book is moot once the patient has booked; an offer, once its slot is gone."""
+    if n.kind in ("rebook", "no_show_recovery") and appointments.has_booked_after(
+        session, patient_id, now
+    ):
+        return Skip(Status.SUPPRESSED, "already_rebooked")
+    if n.kind == "waitlist_offer" and not waitlist.still_offered(session, n.id, now):
+        return Skip(Status.CANCELLED, "slot_taken")
+    return None
 
 
 def at_call(rt: Runtime, n: Notification, now: datetime) -> Skip | None:

@@ -34,7 +34,9 @@ GONE_ANSWERED_FOR = timedelta(days=2)
 OFFER_KIND = "waitlist_offer"
 
 
-def visit_changed(session: Session, clinic: Clinic, appointment: Appointment, now: datetime) -> None:
+def visit_changed(
+    session: Session, clinic: Clinic, appointment: Appointment, now: datetime
+) -> None:
     """After a booking event: a freed visit is offered, a visit booked again is not."""
     if appointment.status == "booked":
         for slot_id in rows.withdraw(session, appointment.id):
@@ -141,7 +143,9 @@ def _offer_one(
     record(session, [n.id], Status.SCHEDULED, now, f"waitlist offer, wave {wave + 1}")
     phone = entry.patient.phone or ""
     session.add(
-        WaitlistOffer(slot_id=slot.id, entry_id=entry.id, notification_id=n.id, phone=phone, wave=wave)
+        WaitlistOffer(
+            slot_id=slot.id, entry_id=entry.id, notification_id=n.id, phone=phone, wave=wave
+        )
     )
 
 
@@ -204,4 +208,3 @@ def claimed_payload(slot: WaitlistSlot) -> dict[str, Any]:
         "waitlist_entry": entry.external_id,
         "claimed_at": (slot.claimed_at or slot.opened_at).isoformat().replace("+00:00", "Z"),
     }
-

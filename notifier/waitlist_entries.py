@@ -118,3 +118,13 @@ def entry_json(entry: WaitlistEntry) -> dict[str, Any]:
         "status": entry.status,
         "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
     }
+
+
+def remove_by_id(session: Session, external_id: str, now: datetime) -> WaitlistEntry | None:
+    """Takes the entry off the waitlist (if it still waits); None when there is no such entry."""
+    entry = rows.entry_by_external_id(session, external_id)
+    if entry is not None:
+        rows.remove(session, entry.id, now)
+        session.flush()
+        session.refresh(entry)
+    return entry

@@ -176,7 +176,6 @@ def pending_offer_ids(session: Session, slot_id: int) -> list[int]:
     return list(session.scalars(query))
 
 
-
 def claimed_to_book(
     session: Session, location_ids: list[str], limit: int
 ) -> Sequence[WaitlistSlot]:
@@ -232,4 +231,3 @@ def offers_of(session: Session, slot_ids: list[int]) -> Sequence[WaitlistOffer]:
         return []
     query = select(WaitlistOffer).where(WaitlistOffer.slot_id.in_(slot_ids))
     return session.scalars(query.order_by(WaitlistOffer.id)).all()
-

@@ -2,14 +2,14 @@
 slots and the offers of them
 
 Revision ID: 0017
-Revises: 0009
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0009"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,444 @@
+"""No-show recovery and the waitlist, end to end: booking events in, texts out through the fake
+Twilio, replies signed as Twilio signs them, the claim decided by one conditional update."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+import uvicorn
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from twilio.request_validator import RequestValidator
+
+from notifier import hooks
+from notifier.ingest import apply_event
+from notifier.models import (
+    Base,
+    InboundMessage,
+    Notification,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistSlot,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from notifier.runtime import Runtime
+from notifier.simulate import SimulatedClock, run_until
+from notifier.track import classify
+from notifier.web import create_app
+from tests.conftest import new_york, provider_settings
+from tests.events import event
+from tests.fakes import FakeTwilio, SMTPSink
+
+SENDER = "+15165550417"  # this file's own Twilio number: rate-limit keys are per sender
+PHONE = "+17185550134"
+TUESDAY = new_york(2026, 12, 8, 14, 30)  # the slot that will open
+WAITING = ["+17185550161", "+17185550162", "+17185550163", "+17185550164"]
+_sids = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def rt(
+    database_url: str,
+    fake_twilio: FakeTwilio,
+    smtp: SMTPSink,
+    clock: SimulatedClock,
+    clinic_path: Path,
+) -> Iterator[Runtime]:
+    settings = provider_settings(database_url, fake_twilio, smtp, clinic_path)
+    runtime = Runtime.build(dataclasses.replace(settings, twilio_from_number=SENDER), clock=clock)
+    runtime.prepare_database()
+    yield runtime
+    runtime.engine.dispose()
+
+
+@pytest.fixture
+def client(rt: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(rt)) as test_client:
+        yield test_client
+
+
+def apply(rt: Runtime, type_: str, start: Any, **overrides: Any) -> None:
+    with rt.sessions() as session:
+        apply_event(
+            session, rt.clinic, event(type_, start, occurred_at=rt.clock(), **overrides), rt.clock()
+        )
+
+
+def texts_to(twilio: FakeTwilio, phone: str) -> list[str]:
+    return [m["body"] for m in twilio.messages if m["to"] == phone]
+
+
+def rows_of(rt: Runtime, kind: str) -> list[Notification]:
+    with rt.sessions() as session:
+        query = select(Notification).where(Notification.kind == kind).order_by(Notification.id)
+        return list(session.scalars(query))
+
+
+def test_the_migration_makes_the_tables_the_models_describe(rt: Runtime) -> None:
+    mine = {"waitlist_entries", "waitlist_slots", "waitlist_offers", "no_show_at"}
+    with rt.engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in diffs if mine & set(re.findall(r"\w+", str(d)))] == []
+
+
+# No-show recovery
+
+
+def test_a_no_show_gets_one_we_missed_you_text_two_hours_later(
+    rt: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    visit = new_york(2026, 12, 3, 10, 0)
+    apply(rt, "booked", visit)
+    clock.now = new_york(2026, 12, 3, 10, 40)
+    apply(rt, "no_show", visit)
+    apply(rt, "no_show", visit)  # the booking system says it again: still one
+    [row] = rows_of(rt, "no_show_recovery")
+    assert (row.channel, row.due_at) == ("sms", new_york(2026, 12, 3, 12, 40))
+    run_until(rt, new_york(2026, 12, 6, 12, 0))
+    missed = [t for t in texts_to(fake_twilio, PHONE) if "missed you" in t]
+    # The number's first text from us (the visit's were moot by now): the opt-out line follows.
+    assert missed == [
+        "North Shore Skin & Neurology: Ana, we missed you at your visit. To book a new time,"
+        " call Forest Hills: (718) 555-0117. Reply STOP to opt out"
+    ]
+    assert "Botox" not in missed[0]  # minimum necessary
+
+
+def test_a_no_show_late_in_the_evening_is_texted_in_the_morning(
+    rt: Runtime, clock: SimulatedClock
+) -> None:
+    visit = new_york(2026, 12, 3, 18, 0)
+    apply(rt, "booked", visit)
+    clock.now = new_york(2026, 12, 3, 20, 0)
+    apply(rt, "no_show", visit)
+    [row] = rows_of(rt, "no_show_recovery")
+    assert row.due_at == new_york(2026, 12, 4, 8, 0)
+
+
+def test_no_recovery_text_when_the_patient_booked_again(
+    rt: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    visit = new_york(2026, 12, 3, 10, 0)
+    apply(rt, "booked", visit)
+    clock.now = new_york(2026, 12, 3, 10, 40)
+    apply(rt, "no_show", visit)
+    clock.now = new_york(2026, 12, 3, 11, 0)
+    apply(rt, "booked", new_york(2026, 12, 10, 10, 0), appointment_id="apt-2")
+    run_until(rt, new_york(2026, 12, 4, 12, 0))
+    assert not [t for t in texts_to(fake_twilio, PHONE) if "missed you" in t]
+    [row] = rows_of(rt, "no_show_recovery")
+    assert (row.status, row.reason) == ("suppressed", "already_rebooked")
+
+
+def test_a_visit_booked_again_before_the_no_show_is_planned_gets_none(
+    rt: Runtime, clock: SimulatedClock
+) -> None:
+    apply(rt, "booked", new_york(2026, 12, 10, 10, 0), appointment_id="apt-2")
+    visit = new_york(2026, 12, 3, 10, 0)
+    apply(rt, "booked", visit)
+    clock.now = new_york(2026, 12, 3, 10, 40)
+    apply(rt, "no_show", visit)
+    assert rows_of(rt, "no_show_recovery") == []
+
+
+def test_an_undone_no_show_withdraws_the_text(rt: Runtime, clock: SimulatedClock) -> None:
+    visit = new_york(2026, 12, 3, 10, 0)
+    apply(rt, "booked", visit)
+    clock.now = new_york(2026, 12, 3, 10, 40)
+    apply(rt, "no_show", visit)
+    clock.now = new_york(2026, 12, 3, 10, 45)
+    apply(rt, "completed", visit)  # the desk's undo: the patient came after all
+    [row] = rows_of(rt, "no_show_recovery")
+    assert (row.status, row.reason) == ("cancelled", "plan_changed")
+
+
+def test_an_opted_out_number_gets_no_recovery_text(
+    rt: Runtime, fake_twilio: FakeTwilio, client: TestClient, clock: SimulatedClock
+) -> None:
+    visit = new_york(2026, 12, 3, 10, 0)
+    apply(rt, "booked", visit)
+    reply(client, rt, "STOP", PHONE)
+    clock.now = new_york(2026, 12, 3, 10, 40)
+    apply(rt, "no_show", visit)
+    run_until(rt, new_york(2026, 12, 4, 12, 0))
+    assert not [t for t in texts_to(fake_twilio, PHONE) if "missed you" in t]
+
+
+# The waitlist
+
+
+def waitlist_entry(n: int, phone: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "id": f"wl-{n}",
+        "patient": {
+            "id": f"pat-w{n}",
+            "first_name": f"Wai{n}",
+            "last_name": "Ting",
+            "phone": phone,
+            "email": None,
+            "language": "en",
+            "consent": {"sms": True, "email": False, "marketing": False},
+        },
+        "location": "forest-hills",
+        "treatment": "botox-cosmetic",
+        "days": ["mon", "tue", "wed"],
+        "earliest": "09:00",
+        "latest": "17:00",
+        **changes,
+    }
+
+
+AUTH = {"Authorization": "Bearer test-key"}
+
+
+def put_on_waitlist(client: TestClient, *entries: dict[str, Any]) -> None:
+    for entry in entries:
+        answer = client.post("/v1/waitlist", json=entry, headers=AUTH)
+        assert answer.status_code == 201, answer.text
+
+
+def reply(client: TestClient | httpx.Client, rt: Runtime, body: str, sender: str) -> str:
+    """A text as Twilio posts it, signed for the public URL; the TwiML answer's text."""
+    form = {"MessageSid": f"SM{next(_sids):032d}", "From": sender, "To": SENDER, "Body": body}
+    url = rt.settings.public_url + "/twilio/inbound"
+    signature = RequestValidator(rt.settings.twilio_auth_token or "").compute_signature(url, form)
+    answer = client.post(
+        "/twilio/inbound",
+        content=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    said = ElementTree.fromstring(answer.text).find("Message")
+    return "" if said is None else said.text or ""
+
+
+def test_the_api_puts_a_patient_on_the_waitlist_once(client: TestClient, rt: Runtime) -> None:
+    entry = waitlist_entry(1, "+1 718 555 0161")
+    first = client.post("/v1/waitlist", json=entry, headers=AUTH)
+    again = client.post("/v1/waitlist", json=entry, headers=AUTH)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["days"] == ["mon", "tue", "wed"]
+    with rt.sessions() as session:
+        [row] = session.scalars(select(WaitlistEntry)).all()
+        assert (row.patient.phone, row.earliest, row.latest) == ("+17185550161", "09:00", "17:00")
+    gone = client.delete("/v1/waitlist/wl-1", headers=AUTH)
+    assert gone.json()["status"] == "removed"
+    assert client.delete("/v1/waitlist/wl-9", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"location": "brooklyn"}, "location"),
+        ({"days": ["someday"]}, "days"),
+        ({"earliest": "18:00"}, ""),
+        ({"earliest": "25:00"}, "earliest"),
+        ({"id": "bad id!"}, "id"),
+    ],
+)
+def test_a_bad_waitlist_entry_is_refused_with_its_field(
+    client: TestClient, changes: dict[str, Any], field: str
+) -> None:
+    answer = client.post("/v1/waitlist", json=waitlist_entry(1, PHONE, **changes), headers=AUTH)
+    assert answer.status_code == 422
+    assert field in str(answer.json())
+
+
+@pytest.mark.parametrize("body", ["[]", "null", '{"id": 5}', "\x00", "{" * 5000])
+def test_hostile_waitlist_bodies_are_refused_not_crashed(client: TestClient, body: str) -> None:
+    answer = client.post("/v1/waitlist", content=body, headers=AUTH)
+    assert answer.status_code in (413, 422)
+
+
+def test_the_waitlist_needs_a_key(client: TestClient) -> None:
+    assert client.post("/v1/waitlist", json=waitlist_entry(1, PHONE)).status_code == 401
+
+
+def test_one_is_no_contract_keyword_and_the_keywords_keep_their_meaning() -> None:
+    assert classify("1", opted_out=False) == "other"
+    assert classify("YES", opted_out=False) == "confirm"
+    assert classify("STOP", opted_out=False) == "stop"
+
+
+def test_a_one_from_a_number_without_an_offer_is_an_ordinary_text(
+    client: TestClient, rt: Runtime
+) -> None:
+    apply(rt, "booked", new_york(2026, 12, 3, 10, 0))
+    reply(client, rt, "1", PHONE)
+    with rt.sessions() as session:
+        [message] = session.scalars(select(InboundMessage)).all()
+        assert (message.intent, message.needs_staff) == ("other", True)
+
+
+def open_the_slot(rt: Runtime, client: TestClient, clock: SimulatedClock) -> None:
+    """Four waitlisted patients who suit Tuesday 2:30 PM, one who does not, then the cancel."""
+    put_on_waitlist(
+        client,
+        *(waitlist_entry(i, phone) for i, phone in enumerate(WAITING, 1)),
+        waitlist_entry(5, "+17185550165", days=["fri"]),
+    )
+    apply(rt, "booked", TUESDAY)
+    clock.now = new_york(2026, 12, 7, 9, 0)
+    apply(rt, "cancelled", TUESDAY)
+
+
+def test_a_cancelled_visit_is_offered_three_at_a_time_ten_minutes_apart(
+    client: TestClient, rt: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    open_the_slot(rt, client, clock)
+    offers = rows_of(rt, "waitlist_offer")
+    assert [(o.patient_id, o.due_at) for o in offers] == [
+        ("pat-w1", clock.now),
+        ("pat-w2", clock.now),
+        ("pat-w3", clock.now),
+        ("pat-w4", clock.now + timedelta(minutes=10)),
+    ]
+    run_until(rt, clock.now + timedelta(minutes=1))
+    assert texts_to(fake_twilio, WAITING[0]) == [
+        "North Shore Skin & Neurology: A 2:30 PM slot opened Tue, Dec 8 in Forest Hills."
+        " Reply 1 to take it. Reply STOP to opt out"
+    ]
+    assert texts_to(fake_twilio, WAITING[3]) == []
+    assert texts_to(fake_twilio, "+17185550165") == []
+    assert reply(client, rt, "1", WAITING[1]).startswith("North Shore Skin & Neurology: The slot")
+    run_until(rt, clock.now + timedelta(minutes=30))
+    assert texts_to(fake_twilio, WAITING[3]) == []  # the next wave is withdrawn: it is taken
+    assert [(o.patient_id, o.status) for o in rows_of(rt, "waitlist_offer")][3] == (
+        "pat-w4",
+        "cancelled",
+    )
+
+
+def test_the_slot_booked_again_withdraws_its_offers(
+    client: TestClient, rt: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    open_the_slot(rt, client, clock)
+    clock.now += timedelta(minutes=1)
+    apply(rt, "booked", TUESDAY)
+    run_until(rt, clock.now + timedelta(minutes=30))
+    assert all(texts_to(fake_twilio, phone) == [] for phone in WAITING)
+
+
+def test_offers_wait_out_the_night_and_close_before_the_slot(
+    client: TestClient, rt: Runtime, clock: SimulatedClock
+) -> None:
+    put_on_waitlist(client, waitlist_entry(1, WAITING[0]))
+    apply(rt, "booked", TUESDAY)
+    clock.now = new_york(2026, 12, 7, 22, 30)
+    apply(rt, "cancelled", TUESDAY)
+    [offer] = rows_of(rt, "waitlist_offer")
+    assert offer.due_at == new_york(2026, 12, 8, 8, 0)
+    assert offer.expires_at == TUESDAY - timedelta(hours=2)
+
+
+def test_a_visit_freed_too_late_is_not_offered(
+    client: TestClient, rt: Runtime, clock: SimulatedClock
+) -> None:
+    put_on_waitlist(client, waitlist_entry(1, WAITING[0]))
+    apply(rt, "booked", TUESDAY)
+    clock.now = TUESDAY - timedelta(minutes=90)
+    apply(rt, "cancelled", TUESDAY)
+    assert rows_of(rt, "waitlist_offer") == []
+
+
+def test_an_opted_out_waitlisted_patient_is_not_offered(
+    client: TestClient, rt: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    put_on_waitlist(client, waitlist_entry(1, WAITING[0]), waitlist_entry(2, WAITING[1]))
+    reply(client, rt, "STOP", WAITING[0])
+    apply(rt, "booked", TUESDAY)
+    clock.now = new_york(2026, 12, 7, 9, 0)
+    apply(rt, "cancelled", TUESDAY)
+    run_until(rt, clock.now + timedelta(minutes=30))
+    assert texts_to(fake_twilio, WAITING[0]) == []
+    assert len(texts_to(fake_twilio, WAITING[1])) == 1
+
+
+@pytest.fixture
+def web(rt: Runtime) -> Iterator[str]:
+    """The app served by uvicorn on a loopback port: concurrent requests are real ones."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_replies_at_once_make_exactly_one_winner(
+    client: TestClient, rt: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock, web: str
+) -> None:
+    with rt.sessions() as session:
+        session.add(
+            WebhookEndpoint(
+                url="http://127.0.0.1:9/hook",
+                events="waitlist.slot_claimed",
+                secret=hooks.new_secret(),
+                created_at=clock.now,
+            )
+        )
+        session.commit()
+    open_the_slot(rt, client, clock)
+    run_until(rt, clock.now + timedelta(minutes=1))
+    assert all(len(texts_to(fake_twilio, phone)) == 1 for phone in WAITING[:3])
+
+    answers: dict[str, str] = {}
+    start = threading.Barrier(2)
+
+    def take_it(phone: str) -> None:
+        with httpx.Client(base_url=web, timeout=10) as http:
+            start.wait()
+            answers[phone] = reply(http, rt, "1", phone)
+
+    racers = [threading.Thread(target=take_it, args=(p,)) for p in WAITING[1:3]]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+
+    won = [p for p, said in answers.items() if "The slot is yours" in said]
+    gone = [p for p, said in answers.items() if "just taken" in said]
+    assert len(won) == 1 and len(gone) == 1, answers
+    with rt.sessions() as session:
+        [slot] = session.scalars(select(WaitlistSlot)).all()
+        assert slot.status == "claimed"
+        assert slot.claimed_entry is not None and slot.claimed_entry.patient.phone == won[0]
+        offers = {o.phone: o.answer for o in session.scalars(select(WaitlistOffer))}
+        assert offers == {WAITING[0]: None, won[0]: "won", gone[0]: "too_late", WAITING[3]: None}
+        [delivery] = session.scalars(select(WebhookDelivery)).all()
+        assert delivery.event == "waitlist.slot_claimed"
+        assert '"start": "2026-12-08T19:30:00Z"' in delivery.payload.replace('":"', '": "')
+
+    # A third "1" later is told it is gone; the winner asking again is told it is theirs.
+    assert "just taken" in reply(client, rt, "1", WAITING[0])
+    assert "The slot is yours" in reply(client, rt, "1", won[0])
+    with rt.sessions() as session:
+        assert len(session.scalars(select(WebhookDelivery)).all()) == 1
