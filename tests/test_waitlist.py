@@ -43,6 +43,7 @@ from notifier.web import create_app
 from tests.conftest import new_york, provider_settings
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink
+from tests.test_staff_web import csrf, log_in, new_staff
 
 SENDER = "+15165550417"  # this file's own Twilio number: rate-limit keys are per sender
 PHONE = "+17185550134"
@@ -442,3 +443,37 @@ def test_two_replies_at_once_make_exactly_one_winner(
     assert "The slot is yours" in reply(client, rt, "1", won[0])
     with rt.sessions() as session:
         assert len(session.scalars(select(WebhookDelivery)).all()) == 1
+
+
+def test_the_desk_adds_a_patient_sees_the_claim_on_the_worklist_and_books_it(
+    client: TestClient, rt: Runtime, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    new_staff(rt)
+    assert log_in(client).status_code == 303
+    page = client.get("/staff/waitlist")
+    form = {
+        "csrf": csrf(page), "phone": "(718) 555-0166", "first_name": "Rosa",
+        "last_name": "Diaz", "language": "es", "location": "forest-hills",
+        "treatment": "botox-cosmetic", "day_tue": "1", "earliest": "13:00", "latest": "16:00",
+    }  # fmt: skip
+    refused = client.post("/staff/waitlist", data=form)
+    assert "agreed" in refused.text or "tick the box" in refused.text
+    added = client.post("/staff/waitlist", data={**form, "agreed": "1"})
+    assert "Rosa Diaz" in added.text and "Tue · 13:00–16:00" in added.text
+    apply(rt, "booked", TUESDAY)
+    clock.now = new_york(2026, 12, 7, 9, 0)
+    apply(rt, "cancelled", TUESDAY)
+    run_until(rt, clock.now + timedelta(minutes=1))
+    [offer] = texts_to(fake_twilio, "+17185550166")
+    assert offer.startswith("North Shore Skin & Neurology: Hay una cita libre el mar 8 dic")
+    assert reply(client, rt, "1", "+17185550166").startswith(
+        "North Shore Skin & Neurology: La cita es suya"
+    )
+    assert log_in(client).status_code == 303  # a week on: the session ended
+    worklist = client.get("/staff/worklist")
+    assert "Slot claimed — book it" in worklist.text and "Rosa" in worklist.text
+    slot_id = re.search(r"/staff/waitlist/slots/(\d+)/booked", worklist.text)
+    assert slot_id
+    client.post(f"/staff/waitlist/slots/{slot_id[1]}/booked", data={"csrf": csrf(worklist)})
+    assert "Slot claimed" not in client.get("/staff/worklist").text
+    assert "took it" in client.get("/staff/waitlist").text
