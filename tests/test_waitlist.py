@@ -38,6 +38,7 @@ from notifier.models import (
 )
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from notifier.stats import stats
 from notifier.track import classify
 from notifier.web import create_app
 from tests.conftest import new_york, provider_settings
@@ -477,3 +478,27 @@ def test_the_desk_adds_a_patient_sees_the_claim_on_the_worklist_and_books_it(
     client.post(f"/staff/waitlist/slots/{slot_id[1]}/booked", data={"csrf": csrf(worklist)})
     assert "Slot claimed" not in client.get("/staff/worklist").text
     assert "took it" in client.get("/staff/waitlist").text
+
+
+def test_stats_count_the_no_shows_rebooked_within_two_weeks(
+    rt: Runtime, clock: SimulatedClock
+) -> None:
+    monday, tuesday = new_york(2026, 11, 30, 10, 0), new_york(2026, 12, 1, 11, 0)
+    apply(rt, "booked", monday)
+    apply(rt, "booked", tuesday, appointment_id="apt-b", patient_id="pat-b", phone=WAITING[0])
+    clock.now = new_york(2026, 12, 1, 12, 0)
+    apply(rt, "no_show", monday)
+    apply(rt, "no_show", tuesday, appointment_id="apt-b", patient_id="pat-b", phone=WAITING[0])
+    clock.now = new_york(2026, 12, 10, 9, 0)  # nine days on, Ana books again; pat-b does not
+    apply(rt, "booked", new_york(2026, 12, 20, 10, 0), appointment_id="apt-2")
+    clock.now = new_york(2026, 12, 30, 9, 0)  # and pat-b only after the fortnight
+    apply(rt, "booked", new_york(2027, 1, 5, 10, 0), appointment_id="apt-b2", patient_id="pat-b")
+    with rt.sessions() as session:
+        numbers = stats(session, rt.clinic, new_york(2026, 12, 2, 9, 0))
+    [forest_hills] = [loc for loc in numbers["locations"] if loc["id"] == "forest-hills"]
+    week = forest_hills["weeks"][-1]
+    assert (week["no_shows"], week["no_shows_rebooked"], week["no_show_rebook_rate"]) == (
+        2,
+        1,
+        0.5,
+    )
