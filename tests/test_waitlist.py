@@ -27,6 +27,7 @@ from twilio.request_validator import RequestValidator
 from notifier import hooks
 from notifier.ingest import apply_event
 from notifier.models import (
+    Appointment,
     Base,
     InboundMessage,
     Notification,
@@ -44,6 +45,8 @@ from notifier.web import create_app
 from tests.conftest import new_york, provider_settings
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink
+from tests.test_fhir import fixture as fhir_fixture
+from tests.test_fhir import integrations_app
 from tests.test_staff_web import csrf, log_in, new_staff
 
 SENDER = "+15165550417"  # this file's own Twilio number: rate-limit keys are per sender
@@ -502,3 +505,30 @@ def test_stats_count_the_no_shows_rebooked_within_two_weeks(
         1,
         0.5,
     )
+
+
+def test_a_fhir_waitlist_appointment_puts_the_patient_on_the_waitlist(rt: Runtime) -> None:
+    resource = fhir_fixture("appointment-booked.json") | {
+        "id": "wish-1",
+        "status": "waitlist",
+        "requestedPeriod": [
+            {"start": "2026-12-08T13:00:00-05:00", "end": "2026-12-08T17:00:00-05:00"},
+            {"start": "2026-12-10T09:00:00-05:00", "end": "2026-12-10T12:00:00-05:00"},
+        ],
+    }
+    anytime = {k: v for k, v in resource.items() if k != "requestedPeriod"} | {"id": "wish-2"}
+    with TestClient(integrations_app(rt)) as fhir:
+        first = fhir.post("/v1/fhir/Appointment", json=resource, headers=AUTH)
+        again = fhir.post("/v1/fhir/Appointment", json=resource, headers=AUTH)
+        timeless = fhir.post("/v1/fhir/Appointment", json=anytime, headers=AUTH)
+    assert (first.status_code, again.status_code) == (201, 200), first.text
+    assert first.json()["waitlist"] | {"created_at": None} == {
+        "id": "fhir-wish-1", "patient": "pat-1", "location": "forest-hills",
+        "treatment": "botox-cosmetic", "days": ["tue", "thu"], "earliest": "09:00",
+        "latest": "17:00", "status": "waiting", "created_at": None,
+    }  # fmt: skip
+    assert timeless.status_code == 201
+    assert timeless.json()["waitlist"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
+    with rt.sessions() as session:
+        assert session.scalars(select(Appointment)).all() == []  # no visit booked, nothing sent
+        assert session.scalars(select(Notification)).all() == []
