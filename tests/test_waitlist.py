@@ -3,6 +3,7 @@ Twilio, replies signed as Twilio signs them, the claim decided by one conditiona
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import socket
@@ -39,6 +40,7 @@ from notifier.models import (
 )
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from notifier.staff.commands import add_commands
 from notifier.stats import stats
 from notifier.track import classify
 from notifier.web import create_app
@@ -532,3 +534,33 @@ def test_a_fhir_waitlist_appointment_puts_the_patient_on_the_waitlist(rt: Runtim
     with rt.sessions() as session:
         assert session.scalars(select(Appointment)).all() == []  # no visit booked, nothing sent
         assert session.scalars(select(Notification)).all() == []
+
+
+def test_the_waitlist_csv_import_adds_each_row_once_and_names_bad_cells(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFIER_DATABASE_URL", rt.settings.database_url)
+    monkeypatch.setenv("NOTIFIER_CONFIG", str(rt.settings.config_path))
+    path = tmp_path / "waitlist.csv"
+    path.write_text(
+        "waitlist_id,patient_id,first_name,last_name,phone,location,treatment,days,earliest,latest\n"
+        "wl-1,pat-w1,Rosa,Diaz,(718) 555-0161,forest-hills,botox-cosmetic,tue thu,13:00,17:00\n"
+        "wl-2,pat-w2,Li,Wong,(718) 555-0162,brooklyn,botox-cosmetic,,,\n"
+    )
+    parser = argparse.ArgumentParser(prog="notifier")
+    add_commands(parser.add_subparsers(required=True))
+    args = parser.parse_args(["waitlist", "import", str(path)])
+    assert args.run(args) == 1
+    out, err = capsys.readouterr()
+    assert err == f"{path}:3: location: unknown location\n"
+    assert out == "2 rows: 1 added, 0 unchanged, 1 failed\n"
+    assert args.run(args) == 1
+    assert capsys.readouterr().out == "2 rows: 0 added, 1 unchanged, 1 failed\n"
+    with rt.sessions() as session:
+        [entry] = session.scalars(select(WaitlistEntry)).all()
+        assert (entry.days, entry.earliest, entry.latest, entry.source) == (
+            "tue,thu",
+            "13:00",
+            "17:00",
+            "csv",
+        )
