@@ -32,6 +32,7 @@ from notifier.models import (
     Base,
     InboundMessage,
     Notification,
+    VisitAction,
     WaitlistEntry,
     WaitlistOffer,
     WaitlistSlot,
@@ -40,6 +41,7 @@ from notifier.models import (
 )
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
+from notifier.staff import desk
 from notifier.staff.commands import add_commands
 from notifier.stats import stats
 from notifier.track import classify
@@ -564,3 +566,20 @@ def test_the_waitlist_csv_import_adds_each_row_once_and_names_bad_cells(
             "17:00",
             "csv",
         )
+
+
+def test_the_desk_marking_a_no_show_plans_the_text_and_its_undo_withdraws_it(
+    rt: Runtime, clock: SimulatedClock
+) -> None:
+    visit = new_york(2026, 11, 30, 15, 0)
+    apply(rt, "booked", visit)
+    clock.now = visit + timedelta(minutes=10)
+    with rt.sessions() as session:
+        desk.act(session, rt.clinic, "apt-1", "no_show", "t" * 32, "amy@clinic.example", clock.now)
+    [row] = rows_of(rt, "no_show_recovery")
+    assert (row.status, row.due_at) == ("scheduled", visit + timedelta(hours=2, minutes=10))
+    with rt.sessions() as session:
+        [done] = session.scalars(select(VisitAction)).all()
+        desk.undo(session, rt.clinic, "apt-1", done.id, "u" * 32, "amy@clinic.example", clock.now)
+    [row] = rows_of(rt, "no_show_recovery")
+    assert (row.status, row.reason) == ("cancelled", "plan_changed")
