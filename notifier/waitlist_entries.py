@@ -37,6 +37,13 @@ class WaitlistIn(Incoming):
             raise ValueError(f"not a weekday: {unknown[0]!r} (mon … sun)")
         return [d for d in DAYS if d in days]
 
+    @field_validator("earliest", "latest")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("a time of day without offset: the location's wall clock")
+        return value
+
     @model_validator(mode="after")
     def _hours_in_order(self) -> WaitlistIn:
         if self.latest <= self.earliest:

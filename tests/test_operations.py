@@ -113,8 +113,8 @@ def test_templates_check_lists_every_sms_template_in_one_segment(
     lines = capsys.readouterr().out.splitlines()
     # A header, then each notification kind as a first text and a later one, and the replies.
     rows = [line for line in lines if line.split()[1:2] in (["en"], ["es"])]
-    assert len(rows) == 6 * 2 * 2 + 6 * 2
-    assert lines[-1].startswith("ok: all 36 texts fit one GSM-7 segment")
+    assert len(rows) == 9 * 2 * 2 + 8 * 2
+    assert lines[-1].startswith("ok: all 52 texts fit one GSM-7 segment")
 
 
 def test_json_logs_are_one_masked_object_a_line() -> None:

@@ -260,6 +260,7 @@ def test_the_api_puts_a_patient_on_the_waitlist_once(client: TestClient, rt: Run
         ({"days": ["someday"]}, "days"),
         ({"earliest": "18:00"}, ""),
         ({"earliest": "25:00"}, "earliest"),
+        ({"earliest": "09:00:00Z"}, "earliest"),
         ({"id": "bad id!"}, "id"),
     ],
 )

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from ..bodies import TOO_LARGE, Invalid, decode_json, invalid, json_body, read_body, refusal
+from ..bodies import TOO_LARGE, Detail, Invalid, decode_json, invalid, json_body, read_body, refusal
 from ..deps import Rt
 from ..ingest import ID_PATTERN, ID_RULE, InvalidEvent
 from ..runtime import Runtime
@@ -52,7 +52,7 @@ def _added(rt: Runtime, payload: Any) -> JSONResponse:
 
 @router.delete(
     "/v1/waitlist/{entry_id}",
-    responses={**KEYED, 404: refusal(Invalid, "no waitlist entry with this id")},
+    responses={**KEYED, 404: refusal(Detail, "no waitlist entry with this id")},
 )
 def delete_waitlist(entry_id: EntryId, rt: Rt, _: Sender) -> dict[str, Any]:
     with rt.sessions() as s:
