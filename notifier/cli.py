@@ -177,6 +177,7 @@ def serve(args: argparse.Namespace) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from .dispatch import in_process, schedule_ticks
+    from .hooks import schedule_deliveries
 
     settings = runtime.settings_from_env()
     if not settings.secret_key:
@@ -186,6 +187,7 @@ def serve(args: argparse.Namespace) -> None:
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="send")
     clock = BackgroundScheduler(timezone="UTC")
     schedule_ticks(clock, rt, in_process(rt, executor))
+    schedule_deliveries(clock, rt)
     clock.start()
     log.info("dry-run outbox: %s", rt.settings.outbox_path.resolve())
     _say_where_the_dashboard_is(rt, args.host, args.port)
@@ -255,11 +257,13 @@ def scheduler(args: argparse.Namespace) -> None:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from .dispatch import schedule_ticks
+    from .hooks import schedule_deliveries
     from .tasks import enqueue
 
     rt = runtime.from_env(runtime.distributed_settings("scheduler"))
     clock = BlockingScheduler(timezone="UTC")
     schedule_ticks(clock, rt, enqueue)
+    schedule_deliveries(clock, rt)
     _serve_liveness(args, "scheduler")
     log.info("clock started")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):

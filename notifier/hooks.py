@@ -13,15 +13,28 @@ patients by these ids.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import logging
 import secrets
-from datetime import datetime
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
+from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.orm import Session
 
-from .models import WebhookDelivery
-from .store import webhooks
+from .integrations import fhir_writeback
+from .integrations.fhir_client import FhirServer
+from .models import Appointment, Notification, WebhookDelivery, WebhookEndpoint
+from .runtime import Runtime
+from .store import events, patients, webhooks
+
+log = logging.getLogger(__name__)
 
 EVENTS = (
     "appointment.confirmed",
@@ -76,3 +89,225 @@ def emit(session: Session, event: str, data: dict[str, Any], now: datetime) -> N
                 created_at=now,
             )
         )
+
+
+# What a patient's answer, once it changes the visit's confirmation, tells the booking system.
+ANSWER_EVENTS = {
+    "confirmed": "appointment.confirmed",
+    "wants_reschedule": "appointment.reschedule_requested",
+}
+
+
+def answered(
+    session: Session,
+    appointment: Appointment,
+    before: str,
+    via: str,
+    now: datetime,
+    write_back_url: str | None = None,
+) -> None:
+    """After `states.set_confirmation`: tells of an answer that changed the confirmation (a
+    second C changes nothing, so it tells nothing), and, for a visit that came from FHIR and a
+    patient's own confirmation (`via` sms or link), queues the write-back."""
+    event = ANSWER_EVENTS.get(appointment.confirmation)
+    if event is None or appointment.confirmation == before:
+        return
+    data = {"appointment_id": appointment.id, "patient_id": appointment.patient_id, "via": via}
+    emit(session, event, data, now)
+    if (
+        event == "appointment.confirmed"
+        and via in ("sms", "link")
+        and write_back_url
+        and events.from_fhir(session, appointment.id)
+    ):
+        _queue_write_back(session, appointment.id, now)
+
+
+def _queue_write_back(session: Session, appointment_id: str, now: datetime) -> None:
+    payload = body(FHIR_WRITE_BACK, {"appointment_id": appointment_id, "status": "accepted"}, now)
+    session.add(
+        WebhookDelivery(
+            message_id=new_message_id(),
+            stream=FHIR_STREAM,
+            endpoint_id=None,
+            event=FHIR_WRITE_BACK,
+            payload=payload,
+            status=webhooks.PENDING,
+            attempts=0,
+            due_at=now,
+            created_at=now,
+        )
+    )
+
+
+def opted(session: Session, phone: str, out: bool, source: str, now: datetime) -> None:
+    """The number opted out (or back in): told for the patients who have it, by id."""
+    patient_ids = patients.ids_with_phone(session, phone)
+    if patient_ids:
+        data = {"patient_ids": patient_ids, "channel": "sms", "source": source}
+        emit(session, "patient.opted_out" if out else "patient.opted_in", data, now)
+
+
+def message_failed(
+    session: Session,
+    message: Notification,
+    status: str,
+    reason: str | None,
+    error_code: str | None,
+    now: datetime,
+) -> None:
+    """A message that did not reach the patient: its id, what it was, and the reason."""
+    data = {
+        "message_id": message.id,
+        "appointment_id": message.appointment_id,
+        "patient_id": message.patient_id,  # a waitlist offer's is not the visit's patient
+        "channel": message.channel,
+        "kind": message.kind,
+        "status": status,
+        "reason": reason,
+        "error_code": error_code,
+    }
+    emit(session, "message.failed", data, now)
+
+
+# Waits after each failed attempt: doubling from a minute, at most six hours apart. The last of
+# the 13 attempts is 26 h 31 min after the first; if it fails too, the delivery is dead.
+RETRY_DELAYS = (
+    tuple(timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    + (timedelta(hours=6),) * 3
+)
+CLAIM_BATCH = 50
+# Endpoints called at once by one clock: each stream has one delivery in flight at most.
+PARALLEL = 8
+FHIR_STREAM = "fhir"
+FHIR_WRITE_BACK = "fhir.write_back"
+
+
+def retry_at(attempt: int, now: datetime) -> datetime | None:
+    """When to try again after attempt number `attempt` (from 1) failed; None: give up."""
+    return now + RETRY_DELAYS[attempt - 1] if attempt <= len(RETRY_DELAYS) else None
+
+
+def sign(secret: str, message_id: str, timestamp: int, payload: str) -> str:
+    """The `webhook-signature` value: `v1,` and the base64 HMAC-SHA256, keyed with the
+    secret's bytes, of `id.timestamp.body`."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = f"{message_id}.{timestamp}.{payload}".encode()
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect is an answer, not a delivery: following it would send the signed event to a
+    # URL the clinic never registered.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects())
+
+
+def post(url: str, payload: str, headers: dict[str, str], timeout: float) -> None:
+    """The one way out to the endpoints: a 2xx is delivered, anything else DeliveryFailed."""
+    request = urllib.request.Request(
+        url,
+        data=payload.encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "notifier", **headers},
+        method="POST",
+    )
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            response.read(4096)
+    except urllib.error.HTTPError as exc:
+        raise DeliveryFailed(f"HTTP {exc.code}") from None
+    except (OSError, TimeoutError, ValueError) as exc:  # refused, reset, timed out, bad URL
+        raise DeliveryFailed(f"no answer: {exc}"[:300]) from None
+
+
+def deliver_due(rt: Runtime, limit: int = CLAIM_BATCH) -> int:
+    """One beat: hands back expired leases, then delivers what heads its stream and is due,
+    until nothing more is; returns how many attempts it made."""
+    made = 0
+    with rt.sessions() as session:
+        if webhooks.reap(session, rt.clock()):
+            log.warning("webhook deliveries with an expired lease go again")
+        session.commit()
+    with ThreadPoolExecutor(PARALLEL, thread_name_prefix="webhook") as pool:
+        while True:
+            now = rt.clock()
+            lease = timedelta(seconds=rt.settings.sending_lease_seconds)
+            with rt.sessions() as session:
+                ids = webhooks.claim(session, now, now + lease, limit)
+                session.commit()
+            if not ids:
+                return made
+            list(pool.map(lambda i: _attempt(rt, i), ids))
+            made += len(ids)
+
+
+def _attempt(rt: Runtime, delivery_id: int) -> None:
+    with rt.sessions() as session:
+        row = webhooks.delivery(session, delivery_id)
+        if row is None or row.status != webhooks.SENDING:
+            return
+        attempt, stream = row.attempts, row.stream
+        try:
+            _send(rt, session, row)
+        except DeliveryFailed as exc:
+            again = retry_at(attempt, rt.clock())
+            webhooks.failed(session, delivery_id, attempt, again, str(exc))
+            session.commit()
+            log.warning(
+                "webhook delivery %d (%s) attempt %d failed: %s; %s",
+                delivery_id, stream, attempt, exc,
+                f"next at {again:%Y-%m-%d %H:%M:%S}Z" if again else "dead",
+            )  # fmt: skip
+            return
+        webhooks.delivered(session, delivery_id, attempt, rt.clock())
+        session.commit()
+
+
+def _send(rt: Runtime, session: Session, row: WebhookDelivery) -> None:
+    if row.stream == FHIR_STREAM:
+        _write_back(rt, row)
+        return
+    endpoint = session.get(WebhookEndpoint, row.endpoint_id)
+    if endpoint is None or endpoint.removed_at is not None:
+        raise DeliveryFailed("the endpoint was removed")
+    # The receiver compares the timestamp with its own clock: it is the wall clock's, always.
+    timestamp = int(time.time())
+    headers = {
+        "webhook-id": row.message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(endpoint.secret, row.message_id, timestamp, row.payload),
+    }
+    post(endpoint.url, row.payload, headers, rt.settings.provider_timeout)
+
+
+def _write_back(rt: Runtime, row: WebhookDelivery) -> None:
+    base_url = rt.settings.fhir_writeback_url
+    if base_url is None:
+        raise DeliveryFailed("NOTIFIER_FHIR_WRITEBACK_URL is no longer set")
+    server = FhirServer(base_url, rt.settings.fhir_token, rt.settings.provider_timeout)
+    appointment_id = json.loads(row.payload)["data"]["appointment_id"]
+    try:
+        fhir_writeback.accept(server, appointment_id)
+    except fhir_writeback.WriteBackError as exc:
+        raise DeliveryFailed(str(exc)) from None
+
+
+def schedule_deliveries(scheduler: BaseScheduler, rt: Runtime) -> None:
+    """Adds the webhook job beside the clock's tick: a slow endpoint never holds up reminders."""
+    scheduler.add_job(
+        deliver_due,
+        "interval",
+        seconds=1.0,
+        args=(rt,),
+        id="webhooks",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=rt.clock(),
+    )

@@ -31,6 +31,8 @@ class Settings:
     # The clinic's FHIR server, read back when a notification names an Appointment without it.
     fhir_base_url: str | None = None
     fhir_token: str | None = None
+    # Where a confirmation is written back (the patient's participation `accepted`); unset: never.
+    fhir_writeback_url: str | None = None
     outbox_path: Path = Path("outbox.txt")
     templates_dir: Path = TEMPLATES_DIR
     # Every provider call gives up after this; a send held longer than twice it is presumed lost.
@@ -86,6 +88,7 @@ class Settings:
             calcom_secret=get("NOTIFIER_CALCOM_SECRET"),
             fhir_base_url=(get("NOTIFIER_FHIR_BASE_URL") or "").rstrip("/") or None,
             fhir_token=get("NOTIFIER_FHIR_TOKEN"),
+            fhir_writeback_url=(get("NOTIFIER_FHIR_WRITEBACK_URL") or "").rstrip("/") or None,
             outbox_path=Path(get("NOTIFIER_OUTBOX") or cls.outbox_path),
             templates_dir=Path(get("NOTIFIER_TEMPLATES") or TEMPLATES_DIR),
             provider_timeout=_seconds(env, "NOTIFIER_PROVIDER_TIMEOUT", cls.provider_timeout),

@@ -214,27 +214,45 @@ def _act(
     policy = rt.clinic.policy
     # Twilio answers STOP and START itself by default; a second answer would only confuse.
     ours = not policy.twilio_answers_keywords
-    if message.intent == "stop":
-        opt_outs.register(session, message.from_number, f"keyword:{keyword(message.body)}", now)
-        return "reply_stop" if ours else None
-    if message.intent == "start":
-        opt_outs.lift(session, message.from_number, now)
-        return "reply_start" if ours else None
+    if message.intent in ("stop", "start"):
+        _opt(session, message, appointment, now)
+        return f"reply_{message.intent}" if ours else None
     if message.intent == "help":
         # Twilio's own HELP answer names neither the practice nor its phone: ours does,
         # unless the clinic's Messaging Service is set up to answer HELP itself.
         return None if policy.twilio_answers_help else "reply_help"
-    if message.intent == "confirm" and appointment is not None:
-        set_confirmation(appointment, Confirmation.CONFIRMED, now)
-        return "reply_confirmed"
-    if message.intent == "reschedule" and appointment is not None:
-        set_confirmation(appointment, Confirmation.WANTS_RESCHEDULE, now)
-        return "reply_reschedule"
+    if message.intent in ANSWERS and appointment is not None:
+        before = appointment.confirmation
+        set_confirmation(appointment, ANSWERS[message.intent], now)
+        hooks.answered(session, appointment, before, "sms", now, rt.settings.fhir_writeback_url)
+        return f"reply_{'confirmed' if message.intent == 'confirm' else 'reschedule'}"
     message.needs_staff = True
     # A polite "we got your message" at most once a day, so a chat doesn't become a loop.
     if replies.auto_replied_since(session, message.from_number, now - AUTO_REPLY_EVERY):
         return None
     return "reply_other"
+
+
+ANSWERS = {"confirm": Confirmation.CONFIRMED, "reschedule": Confirmation.WANTS_RESCHEDULE}
+
+
+def _opt(
+    session: Session, message: InboundMessage, appointment: Appointment | None, now: datetime
+) -> None:
+    """STOP or START: the registry, and the booking system told of what changed. A STOP with a
+    visit booked may have meant the visit (CANCEL is a STOP word): that is told too."""
+    phone, source = message.from_number, f"keyword:{keyword(message.body)}"
+    was_out = opt_outs.is_active(session, phone)
+    if message.intent == "stop":
+        opt_outs.register(session, phone, source, now)
+        if appointment is not None:
+            data = {"appointment_id": appointment.id, "patient_id": appointment.patient_id}
+            said = {"via": "sms", "word": keyword(message.body)}
+            hooks.emit(session, "appointment.cancel_requested", {**data, **said}, now)
+    else:
+        opt_outs.lift(session, phone, now)
+    if was_out != (message.intent == "stop"):
+        hooks.opted(session, phone, message.intent == "stop", source, now)
 
 
 def match_appointment(
@@ -275,11 +293,19 @@ def linked_appointment(session: Session, appointment_id: str) -> Appointment | N
     return appointment if appointment is not None and appointment.status == "booked" else None
 
 
-def answer_by_link(session: Session, appointment: Appointment, action: str, now: datetime) -> None:
+def answer_by_link(
+    session: Session,
+    appointment: Appointment,
+    action: str,
+    now: datetime,
+    write_back_url: str | None = None,
+) -> None:
     """A patient's answer through a link: `confirm`, or else a wish for another time, which
     waits on the worklist as a reply does (once, however often the page is posted)."""
     answer = Confirmation.CONFIRMED if action == "confirm" else Confirmation.WANTS_RESCHEDULE
+    before = appointment.confirmation
     set_confirmation(appointment, answer, now)
+    hooks.answered(session, appointment, before, "link", now, write_back_url)
     if answer == Confirmation.WANTS_RESCHEDULE and not conversations.has_open_link_request(
         session, appointment.id
     ):
@@ -337,6 +363,7 @@ def _apply_receipt(
         error_code=code, reason=reason,
     )  # fmt: skip
     if moved and reason:
+        hooks.message_failed(session, notification, to, reason, code, now)
         first_texts.forget(session, notification.id)
         eventlog.message_failed(notification, to, code, reason)
         after_sms_failure(session, clinic, notification, reason, now)
@@ -385,6 +412,8 @@ def after_sms_failure(
     if sms.kind == "staff_message":  # a person wrote it for this number: they see it failed
         reason = None if reason in EMAIL_INSTEAD else reason
     if reason == "opted_out" and patient.phone:
+        if not opt_outs.is_active(session, patient.phone):
+            hooks.opted(session, patient.phone, True, CARRIER_OPT_OUT, now)
         opt_outs.register(session, patient.phone, CARRIER_OPT_OUT, now)
         eventlog.opted_out(CARRIER_OPT_OUT, sms.appointment_id, sms.appointment.location_id)
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,10 @@ class FhirReadError(Exception):
         self.status = status
 
 
+class VersionConflict(Exception):
+    """The server's resource is no longer the version we read (412 to our `If-Match`)."""
+
+
 @dataclass(frozen=True)
 class FhirServer:
     base_url: str  # without the trailing slash
@@ -40,20 +45,54 @@ class FhirServer:
 
     def read(self, kind: str, resource_id: str) -> dict[str, Any]:
         """GET [base]/kind/id as a JSON object, or FhirReadError saying why not."""
-        url = f"{self.base_url}/{kind}/{resource_id}"
-        headers = {"Accept": "application/fhir+json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(url, headers=headers)
+        return self.read_versioned(kind, resource_id)[0]
+
+    def read_versioned(self, kind: str, resource_id: str) -> tuple[dict[str, Any], str | None]:
+        """The resource and its version as an `If-Match` wants it: the ETag the server gave,
+        else `W/"<meta.versionId>"`, else None (a server that keeps no versions)."""
+        request = urllib.request.Request(self._url(kind, resource_id), headers=self._headers())
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read(MAX_RESOURCE_BYTES + 1)
+                etag = response.headers.get("ETag")
         except urllib.error.HTTPError as exc:
             raise _refused(kind, resource_id, exc.code) from None
         except (OSError, TimeoutError) as exc:  # refused, reset, timed out, DNS
             silent = f"the FHIR server did not answer for {kind}/{resource_id}: {exc}"
             raise FhirReadError(silent, 503) from None
-        return _resource(kind, resource_id, body)
+        resource = _resource(kind, resource_id, body)
+        version = (resource.get("meta") or {}).get("versionId")
+        return resource, etag or (f'W/"{version}"' if version else None)
+
+    def update(self, resource: dict[str, Any], version: str | None) -> None:
+        """PUT the resource back, only over `version` (`If-Match`): VersionConflict on a 412."""
+        kind, resource_id = resource["resourceType"], resource["id"]
+        headers = {**self._headers(), "Content-Type": "application/fhir+json"}
+        if version:
+            headers["If-Match"] = version
+        data = json.dumps(resource).encode()
+        request = urllib.request.Request(
+            self._url(kind, resource_id), data=data, headers=headers, method="PUT"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read(MAX_RESOURCE_BYTES)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 412:
+                raise VersionConflict(f"{kind}/{resource_id}") from None
+            raise _refused(kind, resource_id, exc.code) from None
+        except (OSError, TimeoutError) as exc:
+            silent = f"the FHIR server did not answer our write of {kind}/{resource_id}: {exc}"
+            raise FhirReadError(silent, 503) from None
+
+    def _url(self, kind: str, resource_id: str) -> str:
+        return f"{self.base_url}/{kind}/{urllib.parse.quote(resource_id, safe='')}"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/fhir+json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
 
 def _refused(kind: str, resource_id: str, status: int) -> FhirReadError:

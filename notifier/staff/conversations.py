@@ -257,7 +257,7 @@ def worklist(session: Session, clinic: Clinic, location_id: str | None) -> list[
     for n in conversations.open_failures(session, ids, LIST_LIMIT):
         location = by_id[n.appointment.location_id]
         items.append(
-            WorkItem("failed", n.updated_at, location, n.appointment.patient, n.appointment,
+            WorkItem("failed", n.updated_at, location, n.patient, n.appointment,
                      failure=Failure(n, location))
         )  # fmt: skip
     items += [

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import hooks
 from ..clinic import ChannelName, Clinic
 from ..ingest import EventConflict, InvalidEvent, apply_event, stored_booking
 from ..models import Appointment, VisitAction
@@ -83,7 +84,9 @@ def act(
         raise Refused(f"This visit is {_state(appointment, now)}: it cannot be {_verb(action)}.")
     row = _row(appointment, action, token, staff, now)
     if action == "confirm":
+        before = appointment.confirmation
         set_confirmation(appointment, Confirmation.CONFIRMED, now)
+        hooks.answered(session, appointment, before, "staff", now)
         return _kept(session, row, "Confirmed.")
     changes: dict[str, Any] = {}
     if action == "complete":

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, insert, text, update
+from sqlalchemy import Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -145,3 +145,11 @@ def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 def _naive(value: Any) -> Any:
     return utc_naive(value) if isinstance(value, datetime) else value
+
+
+def from_fhir(session: Session, appointment_id: str) -> bool:
+    """Whether the appointment came through the FHIR door (its events' ids say `fhir:`)."""
+    query = select(BookingEvent.id).where(
+        BookingEvent.appointment_id == appointment_id, BookingEvent.id.like("fhir:%")
+    )
+    return session.scalar(query.limit(1)) is not None

@@ -45,6 +45,13 @@ def first_with_phone(session: Session, phone: str) -> Patient | None:
     return session.scalars(select(Patient).where(Patient.phone == phone).limit(1)).first()
 
 
+def ids_with_phone(session: Session, phone: str) -> list[str]:
+    """Everyone who gave this number (a family may share one), by id."""
+    return list(
+        session.scalars(select(Patient.id).where(Patient.phone == phone).order_by(Patient.id))
+    )
+
+
 def upsert(session: Session, values: dict[str, Any]) -> Patient:
     """One statement whether the patient is new or known; the Patient it returns (and any
     already in the session) holds what was just written. `values` has every column."""

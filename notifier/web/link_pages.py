@@ -60,7 +60,7 @@ def _link_page(request: Request, rt: Runtime, token: str, s: Session, act: bool)
         return _page(request, rt, "gone", _browser_language(request, languages), 410)
     answered = appointment.confirmation == ANSWERED[link.action]
     if act:
-        answer_by_link(s, appointment, link.action, rt.clock())
+        answer_by_link(s, appointment, link.action, rt.clock(), rt.settings.fhir_writeback_url)
     state = "done" if act or answered else "ask"
     language = appointment.patient.language
     lang = language if language in languages else FALLBACK_LANGUAGE
