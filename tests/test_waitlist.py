@@ -630,3 +630,52 @@ def test_the_desk_marking_a_no_show_plans_the_text_and_its_undo_withdraws_it(
         desk.undo(session, rt.clinic, "apt-1", done.id, "u" * 32, "amy@clinic.example", clock.now)
     [row] = rows_of(rt, "no_show_recovery")
     assert (row.status, row.reason) == ("cancelled", "plan_changed")
+
+
+def test_a_patient_without_texts_gets_the_we_missed_you_by_email(
+    rt: Runtime, smtp: SMTPSink, fake_twilio: FakeTwilio, clock: SimulatedClock
+) -> None:
+    visit = new_york(2026, 12, 3, 10, 0)
+    emailed = {"sms": False, "email": True, "marketing": False}
+    apply(rt, "booked", visit, consent=emailed, language="es")
+    clock.now = new_york(2026, 12, 3, 10, 40)
+    apply(rt, "no_show", visit, consent=emailed, language="es")
+    run_until(rt, new_york(2026, 12, 4, 12, 0))
+    missed = [m for m in smtp.messages if "echamos de menos" in str(m["Subject"])]
+    assert len(missed) == 1
+    text = missed[0].get_body(("plain",))
+    assert text is not None and "(718) 555-0117" in text.get_content()
+    assert "Botox" not in text.get_content()
+    assert not [m for m in fake_twilio.messages if m["to"] == PHONE]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"phone": "not a phone"},
+        {"phone": "+44 20 7946 0958" * 40},
+        {"location": "nowhere", "treatment": "\\x00"},
+        {"earliest": "17:00", "latest": "09:00"},
+        {"earliest": "", "latest": "nonsense"},
+        {"day_tue": "", "day_mon": ""},
+        {"language": "xx-" * 50},
+    ],
+)
+def test_hostile_desk_waitlist_forms_get_an_answer_not_a_500(
+    client: TestClient, rt: Runtime, changes: dict[str, str]
+) -> None:
+    new_staff(rt)
+    assert log_in(client).status_code == 303
+    page = client.get("/staff/waitlist")
+    form = {
+        "csrf": csrf(page), "phone": "(718) 555-0166", "first_name": "Rosa", "language": "en",
+        "location": "forest-hills", "treatment": "botox-cosmetic", "day_tue": "1",
+        "earliest": "13:00", "latest": "16:00", "agreed": "1", **changes,
+    }  # fmt: skip
+    answer = client.post("/staff/waitlist", data=form)
+    assert answer.status_code == 200
+    assert "Not added" in answer.text
+    with rt.sessions() as session:
+        assert session.scalars(select(WaitlistEntry)).all() == []
+    for path in ("/staff/waitlist/99999999999999999999/remove", "/staff/waitlist/slots/0/booked"):
+        assert client.post(path, data={"csrf": csrf(page)}).status_code in (200, 404, 422)
