@@ -41,6 +41,7 @@ from notifier.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from notifier.plan import Recipient, Visit, plan
 from notifier.runtime import Runtime
 from notifier.simulate import SimulatedClock, run_until
 from notifier.staff import desk
@@ -48,7 +49,7 @@ from notifier.staff.commands import add_commands
 from notifier.stats import stats
 from notifier.track import classify
 from notifier.web import create_app
-from tests.conftest import new_york, provider_settings
+from tests.conftest import NEW_YORK, new_york, provider_settings
 from tests.events import event
 from tests.fakes import FakeTwilio, SMTPSink
 from tests.test_fhir import fixture as fhir_fixture
@@ -679,3 +680,48 @@ def test_hostile_desk_waitlist_forms_get_an_answer_not_a_500(
         assert session.scalars(select(WaitlistEntry)).all() == []
     for path in ("/staff/waitlist/99999999999999999999/remove", "/staff/waitlist/slots/0/booked"):
         assert client.post(path, data={"csrf": csrf(page)}).status_code in (200, 404, 422)
+
+
+def test_the_policy_plans_one_we_missed_you_unless_rebooked_or_turned_off(rt: Runtime) -> None:
+    marked = new_york(2026, 12, 3, 20, 30)
+    visit = Visit(
+        "no_show", marked - timedelta(hours=3), marked, marked - timedelta(days=5), None, marked
+    )
+    who = Recipient(zone=NEW_YORK, sms=True, email=True, marketing=False)
+    treatment, policy = rt.clinic.treatments[0], rt.clinic.policy
+    [planned] = plan(visit, who, treatment, policy, marked)
+    # Due 22:30, inside quiet hours: the text waits for 08:00 and stays useful for two days.
+    assert (planned.kind, planned.channel) == ("no_show_recovery", "sms")
+    assert planned.due_at == new_york(2026, 12, 4, 8, 0)
+    assert planned.expires_at == marked + timedelta(hours=2, days=2)
+    assert plan(dataclasses.replace(visit, rebooked=True), who, treatment, policy, marked) == []
+    off = policy.model_copy(update={"no_show_recovery_hours": 0})
+    assert plan(visit, who, treatment, off, marked) == []
+    no_texts = dataclasses.replace(who, sms=False)
+    assert [p.channel for p in plan(visit, no_texts, treatment, policy, marked)] == ["email"]
+
+
+def test_the_staff_see_the_offers_of_a_freed_visit_on_its_page(
+    client: TestClient, rt: Runtime, clock: SimulatedClock
+) -> None:
+    open_the_slot(rt, client, clock)
+    new_staff(rt)
+    assert log_in(client).status_code == 303
+    page = client.get("/staff/appointments/apt-1")
+    assert page.status_code == 200
+    assert page.text.count("Waitlist offer to Wai") == 4
+
+
+def test_a_no_show_recorded_while_the_visit_is_still_ahead_frees_it_for_the_waitlist(
+    client: TestClient, rt: Runtime, clock: SimulatedClock
+) -> None:
+    put_on_waitlist(client, waitlist_entry(1, WAITING[0]))
+    apply(rt, "booked", TUESDAY)
+    apply(rt, "booked", TUESDAY, appointment_id="apt-late", patient_id="pat-late")
+    clock.now = new_york(2026, 12, 8, 9, 0)  # the patient said they will not come at 2:30
+    apply(rt, "no_show", TUESDAY)
+    [offer] = rows_of(rt, "waitlist_offer")
+    assert (offer.patient_id, offer.due_at) == ("pat-w1", clock.now)
+    clock.now = new_york(2026, 12, 8, 14, 40)
+    apply(rt, "no_show", TUESDAY, appointment_id="apt-late", patient_id="pat-late")
+    assert len(rows_of(rt, "waitlist_offer")) == 1  # a visit already under way frees nothing
