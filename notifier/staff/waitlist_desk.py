@@ -82,6 +82,7 @@ def _entry(
             "phone": phone,
             "email": patient.email if patient else None,
             "language": patient.language if patient else str(form.get("language", "en")),
+            "time_zone": patient.time_zone if patient else None,
             "consent": {
                 "sms": True,
                 "email": patient.consent_email if patient else False,
