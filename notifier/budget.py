@@ -16,7 +16,9 @@ MARKETING_KINDS = frozenset({"rebook"})
 # Texts the patient needs when they come: a booking's receipt, a cancellation, and what staff
 # chose to send now (a reminder, or an answer to the patient's text). The rest may wait, or give
 # way to a text sent moments before.
-URGENT_KINDS = frozenset({"confirmation", "cancellation", "manual", "staff_message"})
+URGENT_KINDS = frozenset(
+    {"confirmation", "cancellation", "manual", "staff_message", "waitlist_offer"}
+)
 # A reminder this far ahead of the visit is a day-ahead one: a fresh confirmation makes it moot.
 DAY_AHEAD = timedelta(hours=24)
 

@@ -40,8 +40,20 @@ class ReminderRule(_Strict):
     ask_confirm: bool = False
 
 
+class Waitlist(_Strict):
+    # Offers go a few at a time, the next few a little later if nobody took the slot.
+    per_wave: int = Field(default=3, ge=1, le=50)
+    wave_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    # No claim within this many minutes of the slot: the clinic must book and the patient come.
+    close_minutes_before: int = Field(default=120, ge=0, le=7 * 24 * 60)
+
+
 class Policy(_Strict):
     quiet_hours: QuietHours = QuietHours()
+    # "We missed you": this many hours after a visit is marked no-show (quiet hours hold it
+    # further); 0 turns it off.
+    no_show_recovery_hours: float = Field(default=2.0, ge=0, le=24 * 14)
+    waitlist: Waitlist = Waitlist()
     reminders: tuple[ReminderRule, ...] = (
         ReminderRule(hours_before=48, channels=("sms", "email"), ask_confirm=True),
         ReminderRule(hours_before=2, channels=("sms",)),

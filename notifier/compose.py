@@ -27,7 +27,7 @@ from .store import appointments, first_texts
 
 def texted_phones(session: Session, rows: Iterable[Notification]) -> set[str]:
     """Which of these rows' SMS numbers have had their first text already, in one query."""
-    phones = (n.appointment.patient.phone for n in rows if n.channel == "sms")
+    phones = (n.patient.phone for n in rows if n.channel == "sms")
     return first_texts.texted_among(session, (p for p in phones if p))
 
 
@@ -37,7 +37,7 @@ def compose(rt: Runtime, n: Notification, now: datetime, texted: bool = False) -
     Decided when the message is rendered, right before it is held for its call: two texts
     rendered for a new number before either is recorded both carry the line, the harmless
     side of the race."""
-    appointment, patient = n.appointment, n.appointment.patient
+    appointment, patient = n.appointment, n.patient
     location = rt.clinic.location(appointment.location_id)
     treatment = rt.clinic.treatment(appointment.treatment_id)
     assert location is not None and treatment is not None  # recheck() made sure
@@ -67,7 +67,7 @@ def compose(rt: Runtime, n: Notification, now: datetime, texted: bool = False) -
 def context(
     rt: Runtime, n: Notification, location: Location, treatment: Treatment
 ) -> dict[str, Any]:
-    appointment, patient = n.appointment, n.appointment.patient
+    appointment, patient = n.appointment, n.patient
     zone = location.zone
     return {
         "lang": patient.language,

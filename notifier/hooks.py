@@ -162,7 +162,7 @@ def message_failed(
     data = {
         "message_id": message.id,
         "appointment_id": message.appointment_id,
-        "patient_id": message.appointment.patient_id,
+        "patient_id": message.patient_id,  # a waitlist offer's is not the visit's patient
         "channel": message.channel,
         "kind": message.kind,
         "status": status,

@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import eventlog
+from . import eventlog, waitlist
 from .clinic import Clinic
 from .models import Appointment, Notification, Patient
 from .schedule import replan, wanted_for
@@ -301,6 +301,8 @@ def _apply_once(
     new = appointment is None
     appointment = _apply(session, event, appointment, now)
     added = replan(session, appointment, clinic, now, new=new)
+    if not new:
+        waitlist.visit_changed(session, clinic, appointment, now)
     session.commit()
     return EventOutcome(
         event.id,
@@ -436,6 +438,8 @@ def _apply(
         set_confirmation(appointment, Confirmation.WANTS_RESCHEDULE, now)
     elif event.type == "appointment.cancelled":
         appointment.cancelled_at = event.occurred_at
+    if event.type == "appointment.no_show":
+        appointment.no_show_at = _learned(event, now)
     appointment.last_event_at = event.occurred_at
     appointment.updated_at = now
     session.flush()
@@ -471,6 +475,7 @@ def _new_appointment(event: EventIn, patient: Patient, now: datetime) -> Appoint
         calendar_sequence=0,
         # A cancel for a visit we never heard of tells the patient nothing new.
         cancelled_at=None,
+        no_show_at=None,
         last_event_at=event.occurred_at,
         created_at=now,
         updated_at=now,

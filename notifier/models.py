@@ -107,6 +107,8 @@ class Appointment(Base):
     booked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     rescheduled: Mapped[bool] = mapped_column(Boolean, default=False)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When we learned the patient did not come: the "we missed you" message counts from it.
+    no_show_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The calendar file's SEQUENCE: one more each time the visit's time, place or status
     # changes, so a calendar replaces the event it holds (RFC 5545 wants a small integer).
     calendar_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -130,7 +132,8 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id"), index=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
-    # confirmation | reminder | aftercare | rebook | cancellation | manual | staff_message
+    # confirmation | reminder | aftercare | rebook | cancellation | manual | staff_message |
+    # no_show_recovery | waitlist_offer
     kind: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(8))
     # Tells apart notifications of one kind: "48h" for a reminder, the start for a confirmation.
@@ -162,6 +165,9 @@ class Notification(Base):
     settled_by: Mapped[str | None] = mapped_column(String(200))
 
     appointment: Mapped[Appointment] = relationship(back_populates="notifications")
+    # Who gets it: the appointment's patient, except for a waitlist offer, which tells a
+    # waitlisted patient about someone else's freed visit.
+    patient: Mapped[Patient] = relationship()
     history: Mapped[list[NotificationEvent]] = relationship(order_by="NotificationEvent.id")
 
     __table_args__ = (
@@ -371,6 +377,84 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     # A short note without patient data (the channels asked for, the reason for a refusal).
     detail: Mapped[str | None] = mapped_column(String(300))
+
+
+class WaitlistEntry(Base):
+    """A patient who would come sooner: at a location, for a treatment, on these weekdays,
+    between these hours (the location's wall clock)."""
+
+    __tablename__ = "waitlist_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The caller's id for the entry (the API's `id`, a FHIR Appointment's): sent again, it is
+    # the same entry.
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    location_id: Mapped[str] = mapped_column(ForeignKey("locations.id"))
+    treatment_id: Mapped[str] = mapped_column(ForeignKey("treatments.id"))
+    # Comma-separated weekdays (mon,tue,…), and "HH:MM" bounds of the visit's time.
+    days: Mapped[str] = mapped_column(String(32))
+    earliest: Mapped[str] = mapped_column(String(5))
+    latest: Mapped[str] = mapped_column(String(5))
+    # api | csv | fhir | staff:<email>
+    source: Mapped[str] = mapped_column(String(240))
+    # waiting | claimed | removed
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    patient: Mapped[Patient] = relationship()
+
+
+class WaitlistSlot(Base):
+    """A freed visit offered to the waitlist. Claimed by one conditional update: the row count
+    decides who won."""
+
+    __tablename__ = "waitlist_slots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id"), index=True)
+    location_id: Mapped[str] = mapped_column(ForeignKey("locations.id"))
+    treatment_id: Mapped[str] = mapped_column(ForeignKey("treatments.id"))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # No claim is taken from this moment on: the clinic needs time to book and the patient to come.
+    offer_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    # open | claimed | withdrawn
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    claimed_entry_id: Mapped[int | None] = mapped_column(ForeignKey("waitlist_entries.id"))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The front desk booked the winner (or called them): off the worklist.
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handled_by: Mapped[str | None] = mapped_column(String(200))
+
+    appointment: Mapped[Appointment] = relationship()
+    claimed_entry: Mapped[WaitlistEntry | None] = relationship()
+
+    __table_args__ = (
+        # One offer round per freed time of a visit, however often the event is replayed.
+        Index("uq_waitlist_slots_visit", "appointment_id", "start_at", unique=True),
+    )
+
+
+class WaitlistOffer(Base):
+    """One patient offered one slot: the text that told them, and how they answered."""
+
+    __tablename__ = "waitlist_offers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("waitlist_slots.id"), index=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("waitlist_entries.id"))
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
+    phone: Mapped[str] = mapped_column(String(32), index=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    # none yet | won | too_late
+    answer: Mapped[str | None] = mapped_column(String(16))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    slot: Mapped[WaitlistSlot] = relationship()
+    entry: Mapped[WaitlistEntry] = relationship()
+    notification: Mapped[Notification] = relationship()
+
+    __table_args__ = (Index("uq_waitlist_offers_slot_entry", "slot_id", "entry_id", unique=True),)
 
 
 class WebhookEndpoint(Base):

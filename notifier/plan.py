@@ -24,6 +24,8 @@ class Visit:
     booked_at: datetime  # when the current start time was set
     cancelled_at: datetime | None = None
     id: str = ""  # orders a patient's visits that start at the same time
+    no_show_at: datetime | None = None  # when we learned the patient did not come
+    rebooked: bool = False  # the patient has a booked visit ahead
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ def plan_with_skips(
         wanted = _after_visit(visit, recipient, treatment, policy)
     elif visit.status == "cancelled":
         wanted = _cancelled(visit, recipient)
-    else:  # no_show: no aftercare for a visit that did not happen, no rebook nudge either
-        wanted = []
+    else:  # no_show: no aftercare for a visit that did not happen, but a "we missed you"
+        wanted = _missed(visit, recipient, policy)
     placed = [_outside_quiet_hours(p, policy.quiet_hours, recipient.zone) for p in wanted]
     kept = [p for p in placed if p.due_at < p.expires_at and p.expires_at > now]
     return kept, [s for s in skipped if s.due_at < visit.start and visit.start > now]
@@ -196,6 +198,21 @@ def _merged_away(
             first = group[0].start.astimezone(zone)
             return f"merged into the reminder for the visit at {first:%-I:%M %p}"
     return None
+
+
+# A "we missed you" still makes sense for a couple of days; later it reads as an afterthought.
+MISSED_USEFUL_FOR = timedelta(days=2)
+
+
+def _missed(visit: Visit, recipient: Recipient, policy: Policy) -> list[Planned]:
+    # Not marketing: it is about the visit the patient booked and missed, so it needs the
+    # channel's consent only. A patient who has booked again needs no nudge.
+    hours = policy.no_show_recovery_hours
+    if visit.no_show_at is None or visit.rebooked or not hours:
+        return []
+    due = visit.no_show_at + timedelta(hours=hours)
+    channels = _reachable(("sms", "email"), recipient)[:1]
+    return [Planned("no_show_recovery", c, "", due, due + MISSED_USEFUL_FOR) for c in channels]
 
 
 def _reachable(channels: tuple[ChannelName, ...], recipient: Recipient) -> list[ChannelName]:

@@ -19,7 +19,7 @@ from .plan import Recipient, Visit, next_allowed, plan
 from .runtime import Runtime
 from .schedule import cannot_take_texts, recipient, same_day, visit
 from .states import Status
-from .store import appointments, opt_outs
+from .store import appointments, opt_outs, waitlist
 from .store import budget as budget_rows
 from .unsubscribe import suppressed
 
@@ -31,11 +31,16 @@ ACTIVE_FOR = {
     "aftercare": {"booked", "completed"},
     "rebook": {"booked", "completed"},
     "cancellation": {"cancelled"},
+    "no_show_recovery": {"no_show"},
+    # An offer of a freed visit: while it stays freed (rebooked, the offer is withdrawn).
+    "waitlist_offer": {"cancelled", "no_show"},
     # Staff answering a patient's text: the conversation is about whatever the visit became.
     "staff_message": {"booked", "cancelled", "completed", "no_show"},
 }
 # Not the policy's: staff asked for these, so the plan cannot vouch for them.
 STAFF_KINDS = ("manual", "staff_message")
+# Not the appointment's plan either: the waitlist decides these (waitlist.py).
+NOT_PLANNED = (*STAFF_KINDS, "waitlist_offer")
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Skip:
 
 def opted_out_phones(session: Session, rows: list[Notification]) -> set[str]:
     """Which of these rows' SMS numbers are in the opt-out registry, in one query."""
-    sms = (n.appointment.patient.phone for n in rows if n.channel == "sms")
+    sms = (n.patient.phone for n in rows if n.channel == "sms")
     phones = {phone for phone in sms if phone is not None}
     if not phones:
         return set()
@@ -59,7 +64,7 @@ def recheck(
     rt: Runtime, session: Session, n: Notification, now: datetime, opted_out: set[str]
 ) -> Skip | None:
     """What the world looks like now, not when the row was planned: None means go ahead."""
-    appointment, patient = n.appointment, n.appointment.patient
+    appointment, patient = n.appointment, n.patient
     location = rt.clinic.location(appointment.location_id)
     treatment = rt.clinic.treatment(appointment.treatment_id)
     if location is None or treatment is None:
@@ -73,7 +78,7 @@ def recheck(
     if refused is not None:
         return refused
     # Staff's messages and email fallbacks are not the policy's, so the plan cannot vouch for them.
-    if n.kind not in STAFF_KINDS and not n.slot.startswith("fallback:"):
+    if n.kind not in NOT_PLANNED and not n.slot.startswith("fallback:"):
         others = _sharing(rt, session, n)
         wanted = plan(visit(appointment), who, treatment, rt.clinic.policy, now, others)
         if not any(
@@ -88,7 +93,7 @@ def _refused(
 ) -> Skip | None:
     """What the patient said or can take: a landline, no consent, STOP, an unsubscribe, or a
     visit booked since, which makes a rebook invitation pointless."""
-    patient = n.appointment.patient
+    patient = n.patient
     if n.channel == "sms" and cannot_take_texts(patient):
         return Skip(Status.SUPPRESSED, "not_mobile")
     if not (who.sms if n.channel == "sms" else who.email):
@@ -97,9 +102,7 @@ def _refused(
         return Skip(Status.SUPPRESSED, "opted_out")
     if n.channel == "email" and suppressed(session, n.kind, patient.email or ""):
         return Skip(Status.SUPPRESSED, "unsubscribed")
-    if n.kind == "rebook" and appointments.has_booked_after(session, patient.id, now):
-        return Skip(Status.SUPPRESSED, "already_rebooked")
-    return None
+    return _moot(session, n, patient.id, now)
 
 
 def _sharing(rt: Runtime, session: Session, n: Notification) -> tuple[Visit, ...]:
@@ -158,5 +161,16 @@ def allowed_from(rt: Runtime, n: Notification, moment: datetime) -> datetime:
     # A staff member's answer to a text the patient sent within the hour is not held.
     if n.channel != "sms" or location is None or n.quiet_override:
         return moment
-    zone = recipient(n.appointment.patient, location.zone).zone
+    zone = recipient(n.patient, location.zone).zone
     return next_allowed(moment, rt.clinic.policy.quiet_hours, zone)
+
+
+def _moot(session: Session, n: Notification, patient_id: str, now: datetime) -> Skip | None:
+    """A nudge to book is moot once the patient has booked; an offer, once its slot is gone."""
+    if n.kind in ("rebook", "no_show_recovery") and appointments.has_booked_after(
+        session, patient_id, now
+    ):
+        return Skip(Status.SUPPRESSED, "already_rebooked")
+    if n.kind == "waitlist_offer" and not waitlist.still_offered(session, n.id, now):
+        return Skip(Status.CANCELLED, "slot_taken")
+    return None

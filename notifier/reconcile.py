@@ -32,7 +32,7 @@ def reconcile(rt: Runtime, session: Session, now: datetime) -> int:
 
 
 def _settle(rt: Runtime, session: Session, n: Notification, now: datetime) -> bool:
-    patient = n.appointment.patient
+    patient = n.patient
     to = patient.phone if n.channel == "sms" else patient.email
     message = Message(n.id, to or "", n.body or "")
     channel = rt.sms if n.channel == "sms" else rt.email

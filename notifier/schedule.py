@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from . import eventlog
 from .clinic import Clinic
 from .models import Appointment, Notification, Patient
 from .plan import Planned, Recipient, Skipped, Visit, plan, plan_with_skips
 from .states import PENDING, Status, transition
+from .store import appointments
 from .store import budget as budget_rows
 from .store import planned as planned_rows
 
@@ -36,7 +37,7 @@ def cannot_take_texts(patient: Patient) -> bool:
     return patient.phone is not None and patient.phone == patient.not_mobile_phone
 
 
-def visit(appointment: Appointment) -> Visit:
+def visit(appointment: Appointment, rebooked: bool = False) -> Visit:
     return Visit(
         status=appointment.status,
         start=appointment.start_at,
@@ -44,7 +45,18 @@ def visit(appointment: Appointment) -> Visit:
         booked_at=appointment.booked_at,
         cancelled_at=appointment.cancelled_at,
         id=appointment.id,
+        no_show_at=appointment.no_show_at,
+        rebooked=rebooked,
     )
+
+
+def rebooked(appointment: Appointment, now: datetime) -> bool:
+    """Whether the patient of a missed visit has booked another one ahead (only a missed visit
+    asks: no other plan depends on it)."""
+    session = object_session(appointment)
+    if appointment.status != "no_show" or session is None:
+        return False
+    return appointments.has_booked_after(session, appointment.patient_id, now)
 
 
 def replan(
@@ -106,7 +118,9 @@ def wanted_for(
         raise LookupError(f"appointment {appointment.id}: location or treatment not in config")
     who = recipient(appointment.patient, location.zone)
     siblings = tuple(visit(o) for o in others if o.id != appointment.id)
-    return plan(visit(appointment), who, treatment, clinic.policy, now, siblings)
+    return plan(
+        visit(appointment, rebooked(appointment, now)), who, treatment, clinic.policy, now, siblings
+    )
 
 
 def left_out(

@@ -72,7 +72,7 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
         for n in claimed:
             skip = recheck(rt, session, n, now, opted_out)
             if skip is None:
-                ready.append((n, compose(rt, n, now, n.appointment.patient.phone in texted)))
+                ready.append((n, compose(rt, n, now, n.patient.phone in texted)))
             else:
                 fates[n.id] = _skip(session, n, skip, now, Status.QUEUED)
         batch = Batch(rt, session, worker, looked)
@@ -214,7 +214,7 @@ class Batch:
         eventlog.message_sent(n, seconds)
         if not self.sent:
             self.sent_since = time.monotonic()
-        phone = n.appointment.patient.phone if n.channel == "sms" else None
+        phone = n.patient.phone if n.channel == "sms" else None
         self.sent.append({"nid": n.id, "pid": answer, "at": self.rt.clock(), "phone": phone})
         self.sent_email |= n.channel == "email"
         return Status.SENT

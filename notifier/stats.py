@@ -18,7 +18,18 @@ from .clinic import Clinic
 from .store import patients
 from .store import stats as rows_of
 
-COUNTS = ("appointments", "asked", "confirmed", "no_shows", "sms", "sms_delivered", "opt_outs")
+COUNTS = (
+    "appointments",
+    "asked",
+    "confirmed",
+    "no_shows",
+    "no_shows_rebooked",
+    "sms",
+    "sms_delivered",
+    "opt_outs",
+)
+# A no-show counts as won back when the patient books again within this long of it.
+REBOOKED_WITHIN = timedelta(days=14)
 
 Tally = dict[str, dict[str, Counter[str]]]  # location id -> ISO week -> counts
 
@@ -37,6 +48,7 @@ def stats(session: Session, clinic: Clinic, now: datetime, weeks: int = 8) -> di
     _count_appointments(session, tally, zones, since, until)
     _count_sms(session, tally, zones, since, until)
     _count_opt_outs(session, tally, zones, since, until)
+    _count_rebooked_no_shows(session, tally, zones, since, until)
     return {
         "generated_at": now.isoformat(),
         "locations": [
@@ -55,6 +67,7 @@ def _week(tally: dict[str, Counter[str]], monday: date) -> dict[str, Any]:
         **{name: counts[name] for name in COUNTS},
         "confirmation_rate": _rate(counts["confirmed"], counts["asked"]),
         "delivery_rate": _rate(counts["sms_delivered"], counts["sms"]),
+        "no_show_rebook_rate": _rate(counts["no_shows_rebooked"], counts["no_shows"]),
     }
 
 
@@ -113,3 +126,22 @@ def _count_opt_outs(
     for phone, at in rows:
         for location_id in places.get(phone, set()) & zones.keys():
             tally[location_id][iso_week(at, zones[location_id])]["opt_outs"] += 1
+
+
+def _count_rebooked_no_shows(
+    session: Session, tally: Tally, zones: dict[str, ZoneInfo], since: datetime, until: datetime
+) -> None:
+    missed = rows_of.no_shows(session, since, until)
+    bookings = defaultdict(list)
+    for patient_id, appointment_id, created_at in rows_of.bookings_of(
+        session, {row.patient_id for row in missed}, since
+    ):
+        bookings[patient_id].append((appointment_id, created_at))
+    for appointment_id, location_id, start, patient_id, marked in missed:
+        if location_id not in zones:
+            continue
+        won_back = any(
+            other != appointment_id and marked < created <= marked + REBOOKED_WITHIN
+            for other, created in bookings[patient_id]
+        )
+        tally[location_id][iso_week(start, zones[location_id])]["no_shows_rebooked"] += won_back

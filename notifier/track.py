@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import eventlog, hooks, landlines
+from . import eventlog, hooks, landlines, waitlist
 from .channels import DeliveryReceipt, InboundText
 from .clinic import Clinic
 from .models import (
@@ -119,6 +119,12 @@ def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> 
     if replies.seen(session, text.provider_id):
         return Answer(None, {})  # the provider retried a webhook we already handled
     what = classify(text.body, is_opted_out(session, sender), text.opt_out)
+    # "1" is no contract keyword: it answers a waitlist offer, and only from a number offered one.
+    claim = None
+    if what == "other" and keyword(text.body) in waitlist.TAKE_IT:
+        claim = waitlist.claim_by_text(session, sender, now)
+    if claim is not None:
+        return _claim_answered(rt, session, text, claim, now)
     appointment = match_appointment(rt, session, sender, text.to, now)
     patient = appointment.patient if appointment else patients.first_with_phone(session, sender)
     message = InboundMessage(
@@ -144,6 +150,37 @@ def receive(rt: Runtime, session: Session, text: InboundText, now: datetime) -> 
         return Answer(None, {})
     _log_reply(message, appointment)
     return Answer(reply_kind, reply_context(rt, patient, appointment))
+
+
+def _claim_answered(
+    rt: Runtime, session: Session, text: InboundText, claim: waitlist.Claim, now: datetime
+) -> Answer:
+    """A "1" to a waitlist offer: recorded like any text, answered "it's yours" or "it's gone";
+    the winner goes to the booking system by webhook, in the same transaction as the claim."""
+    message = InboundMessage(
+        provider_id=text.provider_id,
+        from_number=text.sender,
+        to_number=text.to,
+        body=text.body[:1600],
+        received_at=now,
+        patient_id=claim.patient.id,
+        appointment_id=None,  # the freed visit is another patient's
+        intent="slot_claim",
+        needs_staff=False,
+        auto_replied=True,
+    )
+    session.add(message)
+    if claim.won is not None:
+        hooks.emit(session, "waitlist.slot_claimed", waitlist.claimed_payload(claim.won), now)
+    try:
+        session.commit()
+    except IntegrityError:  # the same webhook, twice at once: the other one answered
+        session.rollback()
+        return Answer(None, {})
+    eventlog.reply_received(
+        message.id, None, claim.appointment.location_id, "slot_claim", claim.reply
+    )
+    return Answer(claim.reply, reply_context(rt, claim.patient, claim.appointment))
 
 
 # What a reply did, by its intent, for the event log.
@@ -376,7 +413,7 @@ def after_sms_failure(
 ) -> None:
     """A permanent SMS failure: record an opt-out the carrier told us of, or send by email; a
     number that cannot take texts stops being texted at all (`landlines`)."""
-    patient = sms.appointment.patient
+    patient = sms.patient
     if sms.kind == "staff_message":  # a person wrote it for this number: they see it failed
         reason = None if reason in EMAIL_INSTEAD else reason
     if reason == "opted_out" and patient.phone:
@@ -388,6 +425,8 @@ def after_sms_failure(
     if reason == "not_mobile" and patient.phone:
         landlines.found(session, clinic, patient.phone, sms, now)
     if reason not in EMAIL_INSTEAD or not (patient.email and patient.consent_email):
+        return
+    if sms.kind == waitlist.OFFER_KIND:  # answered by texting "1": no email can take its place
         return
     slots = [sms.slot, f"fallback:{sms.id}"]
     if not notifications.has_email_in_slots(session, sms.appointment_id, sms.kind, slots):

@@ -29,7 +29,8 @@ TABLES = (
     " appointments, patients,"
     " booking_events, api_keys, staff_sessions, staff_users, counters, sms_first_texts,"
     " visit_actions, audit_log, staff_recovery_codes, login_throttles,"
-    " email_opt_outs, webhook_deliveries, webhook_endpoints"
+    " email_opt_outs, webhook_deliveries, webhook_endpoints,"
+    " waitlist_offers, waitlist_slots, waitlist_entries"
 )
 
 

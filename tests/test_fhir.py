@@ -151,13 +151,10 @@ def test_a_no_show_is_recorded(client: TestClient, clock: SimulatedClock) -> Non
     assert answer.json()["appointment"]["end"] == "2026-12-03T15:30:00Z"  # from minutesDuration
 
 
-def test_a_waitlist_entry_a_timeless_proposal_and_a_handshake_are_ignored(
-    client: TestClient, rt: Runtime
-) -> None:
-    waitlist = fixture("appointment-booked.json") | {"status": "waitlist"}
+def test_a_timeless_proposal_and_a_handshake_are_ignored(client: TestClient, rt: Runtime) -> None:
     proposed = fixture("appointment-booked.json") | {"status": "proposed"}
     del proposed["start"], proposed["end"]
-    for resource in (waitlist, proposed, fixture("bundle-handshake.json")):
+    for resource in (proposed, fixture("bundle-handshake.json")):
         answer = post(client, resource)
         assert answer.status_code == 200, answer.text
         assert answer.json()["issue"][0]["severity"] == "information"

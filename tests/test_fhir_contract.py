@@ -380,7 +380,7 @@ def test_a_cancel_of_an_appointment_never_seen_without_its_patient_is_ignored(
     assert stored(rt)["booking_events"] == 0
 
 
-@pytest.mark.parametrize("status", ["proposed", "pending", "waitlist"])
+@pytest.mark.parametrize("status", ["proposed", "pending"])
 def test_an_appointment_not_yet_booked_sends_no_confirmation(rt: Runtime, status: str) -> None:
     with TestClient(_app(rt, None)) as client:
         resource = fixture("appointment-booked.json") | {"status": status}

@@ -148,7 +148,7 @@ def test_completed_visit_times_aftercare_from_the_real_end(
     assert [k for _, _, k in received(rt, fake_twilio, smtp)].count("aftercare") == 1
 
 
-def test_no_show_gets_no_aftercare_and_no_rebook_nudge(
+def test_no_show_gets_no_aftercare_and_no_rebook_nudge_but_one_we_missed_you(
     rt: Runtime, clock: SimulatedClock, fake_twilio: FakeTwilio, smtp: SMTPSink
 ) -> None:
     consent = {"sms": True, "email": False, "marketing": True}
@@ -160,6 +160,7 @@ def test_no_show_gets_no_aftercare_and_no_rebook_nudge(
         "confirmation",
         "reminder",
         "reminder",
+        "no_show_recovery",
     ]
 
 

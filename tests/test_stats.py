@@ -145,11 +145,13 @@ def test_a_week_of_visits_counts_confirmations_of_those_asked(numbers: dict[str,
         "asked": 2,  # a reminder that failed asked nobody
         "confirmed": 1,
         "no_shows": 1,
+        "no_shows_rebooked": 0,
         "sms": 3,  # sent, failed, and the cancelled visit's delivered one
         "sms_delivered": 1,
         "opt_outs": 1,
         "confirmation_rate": 0.5,
         "delivery_rate": 0.3333,
+        "no_show_rebook_rate": 0.0,
     }
 
 
@@ -175,8 +177,9 @@ def test_nothing_to_divide_gives_no_rate(numbers: dict[str, Any]) -> None:
     assert week(numbers, "manhasset", "2026-W48")["confirmation_rate"] == 1.0
     quiet = week(numbers, "manhasset", "2026-W42")
     assert {k: v for k, v in quiet.items() if k not in ("week", "starts")} == {
-        "appointments": 0, "asked": 0, "confirmed": 0, "no_shows": 0, "sms": 0,
-        "sms_delivered": 0, "opt_outs": 0, "confirmation_rate": None, "delivery_rate": None,
+        "appointments": 0, "asked": 0, "confirmed": 0, "no_shows": 0, "no_shows_rebooked": 0,
+        "sms": 0, "sms_delivered": 0, "opt_outs": 0, "confirmation_rate": None,
+        "delivery_rate": None, "no_show_rebook_rate": None,
     }  # fmt: skip
 
 

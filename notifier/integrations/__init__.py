@@ -12,10 +12,18 @@ _PRIMARY_LANGUAGE = re.compile(r"^([A-Za-z]{2})(?:[-_]|$)")
 
 @dataclass(frozen=True)
 class Ignored:
-    """A well-formed message that asks nothing of us (a waitlist entry, a ping): answered 200,
+    """A well-formed message that asks nothing of us (a proposal, a ping): answered 200,
     nothing stored, so the sender neither retries it nor switches the feed off."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class WaitlistWish:
+    """A message that puts a patient on the waitlist (a FHIR Appointment with status
+    `waitlist`): the entry as `POST /v1/waitlist` takes it."""
+
+    entry: dict[str, Any]
 
 
 def primary_language(tag: str | None) -> str | None:

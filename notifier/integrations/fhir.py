@@ -33,7 +33,7 @@ from ..ingest import (
     parse_event,
     payload_digest,
 )
-from . import Ignored, error_reason, primary_language
+from . import Ignored, WaitlistWish, error_reason, primary_language
 from .config import FhirConfig
 from .fhir_client import FhirReadError, FhirServer
 
@@ -47,9 +47,11 @@ EVENT_TYPES = {
     "entered-in-error": "appointment.cancelled",
     "noshow": "appointment.no_show",
 }
-# Not booked yet: a request, a slot the patient has not accepted, a wish for an earlier visit.
-# Telling the patient "you're booked" would be false; the booking comes as `booked` if it does.
-NOT_YET_BOOKED = {"proposed", "pending", "waitlist"}
+# Not booked yet: a request, a slot the patient has not accepted. Telling the patient "you're
+# booked" would be false; the booking comes as `booked` if it does. (A `waitlist` Appointment,
+# a wish for an earlier visit, puts the patient on the waitlist: `waitlist_wish`.)
+NOT_YET_BOOKED = {"proposed", "pending"}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Where each contract field comes from, so the contract's own checks can name the FHIR element.
 ELEMENTS = {
     "type": "Appointment.status",
@@ -169,7 +171,7 @@ class _Document:
 
 def booking_event(
     payload: Any, config: FhirConfig, clinic: Clinic, now: datetime, sources: Sources = Sources()
-) -> dict[str, Any] | Ignored:
+) -> dict[str, Any] | Ignored | WaitlistWish:
     """The contract event for an Appointment, a Bundle holding one, or a notification naming
     one; raises InvalidEvent listing every problem, each named by its FHIR element, or
     FhirReadError when the clinic's FHIR server could not be read."""
@@ -177,6 +179,8 @@ def booking_event(
     if isinstance(document, Ignored):
         return document
     appointment = document.appointment
+    if appointment.status == "waitlist":
+        return waitlist_wish(document, config, clinic, sources)
     if appointment.status in NOT_YET_BOOKED:
         return Ignored(
             f"a {appointment.status} Appointment is not booked yet: nothing is sent until it is"
@@ -229,6 +233,43 @@ def _parts(
         },
         "patient": patient,
     }
+
+
+def waitlist_wish(
+    document: _Document, config: FhirConfig, clinic: Clinic, sources: Sources
+) -> WaitlistWish:
+    """A `waitlist` Appointment as a waitlist entry: its location, service and patient as a
+    booking's, and the weekdays and hours of its `requestedPeriod`s (in the location's zone)
+    as when the patient can come; without any, weekdays 8 AM to 8 PM."""
+    appointment = document.appointment
+    if not appointment.id:
+        raise InvalidEvent([("Appointment.id", "required: it is the waitlist entry's id here")])
+    errors: list[tuple[str, str]] = []
+    location = _gather(errors, lambda: _location(document, config), None)
+    treatment = _gather(errors, lambda: _treatment(appointment, config), None)
+    patient = _gather(errors, lambda: _patient(document, config, sources), None)
+    if errors:
+        raise InvalidEvent(errors)
+    place = clinic.location(location or "")
+    entry: dict[str, Any] = {
+        "id": f"fhir-{appointment.id}",
+        "patient": patient,
+        "location": location,
+        "treatment": treatment,
+    }
+    periods = [p for p in appointment.requestedPeriod or [] if p.start and p.end]
+    if periods and place is not None:
+        starts = [p.start.astimezone(place.zone) for p in periods]  # type: ignore[union-attr]
+        ends = [p.end.astimezone(place.zone) for p in periods]  # type: ignore[union-attr]
+        days = {
+            WEEKDAYS[(s + timedelta(days=d)).weekday()]
+            for s, e in zip(starts, ends, strict=True)
+            for d in range(min((e.date() - s.date()).days + 1, 7))
+        }
+        entry["days"] = [d for d in WEEKDAYS if d in days]
+        entry["earliest"] = min(s.time() for s in starts).strftime("%H:%M")
+        entry["latest"] = max(e.time() for e in ends).strftime("%H:%M")
+    return WaitlistWish(entry)
 
 
 def _gather(errors: list[tuple[str, str]], build: Callable[[], T], fallback: Any) -> T | None:

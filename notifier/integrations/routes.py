@@ -30,7 +30,8 @@ from ..bodies import (
 from ..ingest import InvalidEvent, stored_booking
 from ..metrics import count_refused_webhook
 from ..runtime import Runtime
-from . import Ignored, calcom
+from ..waitlist_entries import add, entry_json, parse_entry
+from . import Ignored, WaitlistWish, calcom
 from .fhir_client import FhirReadError, FhirServer
 
 FHIR_JSON = "application/fhir+json"
@@ -169,7 +170,19 @@ async def _take_fhir(
             return outcome(exc.status, [issue(code, exc.reason)])
         if isinstance(event, Ignored):
             return outcome(200, [issue("informational", event.reason, severity="information")])
+        if isinstance(event, WaitlistWish):
+            return await run_in_threadpool(_waitlisted, rt, session, event)
         return await run_in_threadpool(accept, session, event)
+
+
+def _waitlisted(rt: Runtime, session: Session, wish: WaitlistWish) -> Response:
+    try:
+        given = parse_entry(wish.entry, rt.clinic)
+    except InvalidEvent as exc:
+        return outcome(422, [issue(_code(r), r, f) for f, r in exc.errors])
+    entry, new = add(session, given, "fhir", rt.clock())
+    session.commit()
+    return JSONResponse({"waitlist": entry_json(entry)}, status_code=201 if new else 200)
 
 
 async def _take_calcom(

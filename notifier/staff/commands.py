@@ -19,6 +19,7 @@ from ..csv_import import ImportFileError, import_csv
 from ..doctor import example_context
 from ..render import TemplateMissing, sms_segments
 from ..runtime import Runtime
+from ..waitlist_csv import import_waitlist
 from .accounts import (
     ROLES,
     AccountError,
@@ -33,12 +34,18 @@ from .timeline import Entry, Timeline, UnknownAppointment, timeline
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """`staff create|password|role|disable|enable`, `import` and `plan`."""
+    """`staff create|password|role|disable|enable`, `import`, `waitlist import` and `plan`."""
     _add_staff(commands)
     help = "import booking rows from a CSV file (columns: docs/staff.md)"
     importing = commands.add_parser("import", help=help, description=help)
     importing.add_argument("file", type=Path, help="the CSV export (columns: docs/staff.md)")
     importing.set_defaults(run=import_file)
+    help = "the waitlist: import entries from a CSV file (columns: docs/staff.md)"
+    waitlist = commands.add_parser("waitlist", help=help, description=help)
+    waitlist_actions = waitlist.add_subparsers(required=True, metavar="ACTION")
+    importing = waitlist_actions.add_parser("import", help=help, description=help)
+    importing.add_argument("file", type=Path, help="the CSV file (columns: docs/staff.md)")
+    importing.set_defaults(run=import_waitlist_file)
     help = "every message of an appointment, and the text of those still ahead"
     plan = commands.add_parser("plan", help=help, description=help)
     plan.add_argument("appointment_id", help="the booking system's appointment id")
@@ -170,6 +177,19 @@ def import_file(args: argparse.Namespace) -> int:
     rt = runtime.from_env()
     try:
         report = import_csv(rt, args.file, progress=sys.stderr.isatty())
+    except ImportFileError as exc:
+        return _fail(exc, 2)
+    for error in report.errors:
+        column = f" {error.column}:" if error.column else ""
+        print(f"{args.file}:{error.line}:{column} {error.reason}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def import_waitlist_file(args: argparse.Namespace) -> int:
+    rt = runtime.from_env()
+    try:
+        report = import_waitlist(rt, args.file)
     except ImportFileError as exc:
         return _fail(exc, 2)
     for error in report.errors:

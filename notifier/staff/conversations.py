@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from ..clinic import Clinic, Location
-from ..models import Appointment, InboundMessage, Notification, Patient
+from ..models import Appointment, InboundMessage, Notification, Patient, WaitlistSlot
 from ..plan import next_allowed
 from ..schedule import recipient
 from ..states import enter
 from ..store import conversations, opt_outs, patients, replies
+from ..store import waitlist as waitlist_rows
 from .board import Failure, InboxReply, in_scope, inbox
 
 MAX_LENGTH = 600  # four SMS segments: a longer answer is a phone call
@@ -225,13 +226,14 @@ def answer(
 class WorkItem:
     """One thing on the worklist, and what settles it."""
 
-    what: str  # reply | reschedule | opted_out | failed
+    what: str  # reply | reschedule | opted_out | failed | slot_claimed
     at: datetime
     location: Location
     patient: Patient | None
     appointment: Appointment | None
     message: InboundMessage | None = None
     failure: Failure | None = None
+    claim: WaitlistSlot | None = None  # a waitlisted patient took this freed visit: book it
 
     @property
     def label(self) -> str:
@@ -242,6 +244,7 @@ class WorkItem:
             "reply": "Reply not understood",
             "opted_out": "Opted out of texts — call to check whether they meant to cancel",
             "failed": "Message failed",
+            "slot_claimed": "Slot claimed — book it",
         }[self.what]
 
 
@@ -254,10 +257,20 @@ def worklist(session: Session, clinic: Clinic, location_id: str | None) -> list[
     for n in conversations.open_failures(session, ids, LIST_LIMIT):
         location = by_id[n.appointment.location_id]
         items.append(
-            WorkItem("failed", n.updated_at, location, n.appointment.patient, n.appointment,
+            WorkItem("failed", n.updated_at, location, n.patient, n.appointment,
                      failure=Failure(n, location))
         )  # fmt: skip
+    items += [
+        _claim_item(slot, by_id) for slot in waitlist_rows.claimed_to_book(session, ids, LIST_LIMIT)
+    ]
     return sorted(items, key=lambda item: item.at, reverse=True)
+
+
+def _claim_item(slot: WaitlistSlot, by_id: dict[str, Location]) -> WorkItem:
+    entry = slot.claimed_entry
+    patient = entry.patient if entry else None
+    at = slot.claimed_at or slot.opened_at
+    return WorkItem("slot_claimed", at, by_id[slot.location_id], patient, None, claim=slot)
 
 
 def _reply_item(r: InboxReply) -> WorkItem:
@@ -269,8 +282,10 @@ def _reply_item(r: InboxReply) -> WorkItem:
 
 def worklist_count(session: Session, clinic: Clinic, location_id: str | None) -> int:
     ids = [loc.id for loc in in_scope(clinic, location_id)]
-    return replies.count_needing_staff(session, ids) + conversations.count_open_failures(
-        session, ids
+    return (
+        replies.count_needing_staff(session, ids)
+        + conversations.count_open_failures(session, ids)
+        + waitlist_rows.count_claimed_to_book(session, ids)
     )
 
 

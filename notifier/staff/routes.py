@@ -23,7 +23,19 @@ from ..reminder_outcome import textable
 from ..runtime import Runtime
 from ..stats import stats
 from ..track import is_opted_out
-from . import actions, board, conversations, desk, search, second_factor, sessions, signin, trail
+from ..waitlist import DAYS
+from . import (
+    actions,
+    board,
+    conversations,
+    desk,
+    search,
+    second_factor,
+    sessions,
+    signin,
+    trail,
+    waitlist_desk,
+)
 from .models import StaffSession
 from .pages import clock, templates
 from .sessions import Flash
@@ -334,3 +346,42 @@ def _answered(rt: Runtime, s: Session, patient_id: str, form: FormData, email: s
 def _back(request: Request, form: FormData, name: str, **params: str) -> Response:
     target = signin.local(str(form.get("back", ""))) or signin.path_to(request, name, **params)
     return RedirectResponse(target, 303)
+
+
+@router.get("/waitlist", name="staff_waitlist")
+def waitlist_page(request: Request, rt: Rt, s: Db, staff: Staff) -> Response:
+    trail.staff_did(request, rt, s, staff, "waitlist.view")
+    shown = waitlist_desk.page(s, rt.clinic, staff.location_id)
+    return _render(request, rt, s, staff, "waitlist.html", waitlist=shown, days=DAYS)
+
+
+@router.post("/waitlist", name="staff_waitlist_add")
+def waitlist_add(request: Request, rt: Rt, s: Db, staff: Staff, form: Posted) -> Response:
+    try:
+        entry = waitlist_desk.add_from_form(s, rt.clinic, form, staff.user.email, rt.clock())
+    except waitlist_desk.Refused as exc:
+        sessions.set_flash(s, staff, "error", str(exc))
+    else:
+        sessions.set_flash(s, staff, "ok", "On the waitlist: offers go out as visits free up.")
+        trail.staff_did(request, rt, s, staff, "waitlist.add", f"patient:{entry.patient_id}")
+    return _back(request, form, "staff_waitlist")
+
+
+@router.post("/waitlist/{entry_id}/remove", name="staff_waitlist_remove")
+def waitlist_remove(
+    request: Request, rt: Rt, s: Db, staff: Staff, form: Posted, entry_id: RowId
+) -> Response:
+    if not waitlist_desk.remove(s, entry_id, rt.clock()):
+        sessions.set_flash(s, staff, "error", "Not on the waitlist any more.")
+    trail.staff_did(request, rt, s, staff, "waitlist.remove", f"waitlist:{entry_id}")
+    return _back(request, form, "staff_waitlist")
+
+
+@router.post("/waitlist/slots/{slot_id}/booked", name="staff_slot_booked")
+def slot_booked(
+    request: Request, rt: Rt, s: Db, staff: Staff, form: Posted, slot_id: RowId
+) -> Response:
+    if not waitlist_desk.mark_booked(s, slot_id, staff.user.email, rt.clock()):
+        sessions.set_flash(s, staff, "error", "Someone marked this slot booked already.")
+    trail.staff_did(request, rt, s, staff, "waitlist.booked", f"waitlist_slot:{slot_id}")
+    return _back(request, form, "staff_worklist")

@@ -79,6 +79,6 @@ def timeline(rt: Runtime, session: Session, appointment_id: str, now: datetime) 
 
 def preview(rt: Runtime, n: Notification, now: datetime, texted: set[str]) -> Preview:
     """As it would go now: with the opt-out line if the number has had no text yet."""
-    message = compose(rt, n, now, n.appointment.patient.phone in texted)
+    message = compose(rt, n, now, n.patient.phone in texted)
     segments = sms_segments(message.text) if n.channel == "sms" else None
     return Preview(message.subject, message.text, segments)

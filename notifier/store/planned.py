@@ -34,10 +34,11 @@ class PlannedRow(Protocol):
 
 
 def replannable(session: Session, appointment_id: str) -> list[Notification]:
-    """The appointment's rows a re-plan may keep or cancel: not staff's, not cancelled."""
+    """The appointment's rows a re-plan may keep or cancel: not staff's, not the waitlist's
+    offers of the freed visit, not cancelled."""
     query = select(Notification).where(
         Notification.appointment_id == appointment_id,
-        Notification.kind.not_in(("manual", "staff_message")),
+        Notification.kind.not_in(("manual", "staff_message", "waitlist_offer")),
         Notification.status != Status.CANCELLED,
     )
     return list(session.scalars(query))

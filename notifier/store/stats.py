@@ -60,3 +60,36 @@ def opt_outs(session: Session, since: datetime, until: datetime) -> Sequence[Row
             SmsOptOut.opted_out_at >= since, SmsOptOut.opted_out_at < until
         )
     ).all()
+
+
+def no_shows(session: Session, since: datetime, until: datetime) -> Sequence[Row[Any]]:
+    """(id, location_id, start_at, patient_id, marked) of each no-show starting in the span;
+    `marked` is when we learned of it (the start, for a no-show older than that record)."""
+    marked = func.coalesce(Appointment.no_show_at, Appointment.start_at)
+    return session.execute(
+        select(
+            Appointment.id,
+            Appointment.location_id,
+            Appointment.start_at,
+            Appointment.patient_id,
+            marked.label("marked"),
+        ).where(
+            Appointment.status == "no_show",
+            Appointment.start_at >= since,
+            Appointment.start_at < until,
+        )
+    ).all()
+
+
+def bookings_of(session: Session, patient_ids: set[str], since: datetime) -> Sequence[Row[Any]]:
+    """(patient_id, id, created_at) of the patients' visits first heard of from `since`, but
+    those cancelled."""
+    if not patient_ids:
+        return []
+    return session.execute(
+        select(Appointment.patient_id, Appointment.id, Appointment.created_at).where(
+            Appointment.patient_id.in_(patient_ids),
+            Appointment.created_at >= since,
+            Appointment.status != "cancelled",
+        )
+    ).all()

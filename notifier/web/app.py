@@ -18,7 +18,7 @@ from ..integrations.routes import router as integration_routes
 from ..runtime import Runtime, rate_limiter
 from ..staff.admin import router as admin_routes
 from ..staff.routes import router as staff_routes
-from . import api, link_pages, operations, unsubscribe, webhooks
+from . import api, link_pages, operations, unsubscribe, waitlist_api, webhooks
 from .audit_trail import ApiAudit
 from .auth import events_key
 from .headers import SecurityHeaders
@@ -39,6 +39,7 @@ def create_app(rt: Runtime, broker_ping: Callable[[], None] | None = None) -> Fa
     app.add_middleware(ApiAudit, rt=rt)
     app.include_router(api.router)
     app.include_router(webhooks.router)
+    app.include_router(waitlist_api.router)
     app.include_router(link_pages.router)
     app.include_router(unsubscribe.router)
     app.include_router(integration_routes(rt, events_key, partial(api.accept_event, rt)))
