@@ -45,6 +45,8 @@ class Message:
     html: str | None = None
     sender: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    # Its notification's priority (0 first): the order in which a sender's slots are handed out.
+    priority: int = 1
 
 
 class Channel(Protocol):
