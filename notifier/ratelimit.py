@@ -19,16 +19,22 @@ from typing import NamedTuple, Protocol
 # of the count is given places in line after every place already given to messages of the same
 # or a higher priority (KEYS[2..], the lines of priority 0 to this one, this one's last), which
 # reserve nothing: a more urgent message is placed ahead of the less urgent ones already in line.
-# Returns the milliseconds until the first slot taken (or the next free one), how many were
-# taken, and the milliseconds until the first place in line. Redis' own clock is the one clock
-# all workers share.
+# And a message takes no slot while a more urgent one has a place in line still to come: places
+# reserve nothing, so without this a less urgent message that asks first would take the slot
+# the urgent one was placed for. Returns the milliseconds until the first slot taken (or the
+# next free one), how many were taken, and the milliseconds until the first place in line.
+# Redis' own clock is the one clock all workers share.
 _RESERVE = """
 local now_s, now_us = unpack(redis.call('TIME'))
 local now = now_s * 1000 + math.floor(now_us / 1000)
 local interval, count, within = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+local ahead = now
+for k = 2, #KEYS - 1 do
+    ahead = math.max(ahead, tonumber(redis.call('GET', KEYS[k]) or now))
+end
 local taken = 0
-if slot - now <= within then
+if slot - now <= within and slot >= ahead then
     taken = math.min(count, math.floor((now + within - slot) / interval) + 1)
     local free = slot + taken * interval
     redis.call('SET', KEYS[1], free, 'PX', math.ceil(free - now + 1000))
@@ -97,12 +103,13 @@ class LocalRateLimiter:
         with self._lock:
             now = time.monotonic()
             slot = max(self._next.get(key, now), now)
+            ahead = max((self._line.get((key, p), now) for p in range(priority)), default=now)
             taken = 0
-            if slot - now <= within:
+            if slot - now <= within and slot >= ahead:
                 taken = min(count, math.floor((now + within - slot) * per_second) + 1)
                 self._next[key] = slot + taken / per_second
-            ahead = (self._line.get((key, p), now) for p in range(priority + 1))
-            line = max(slot + taken / per_second, *ahead)
+            lines = [self._line.get((key, p), now) for p in range(priority + 1)]
+            line = max(slot + taken / per_second, *lines)
             if count > taken:
                 self._line[(key, priority)] = line + (count - taken) / per_second
         return Slots(slot - now, taken, line - now)
