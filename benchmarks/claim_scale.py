@@ -40,21 +40,25 @@ NAME = "claim_scale"
 DUE = 1000
 TARGET_MS = 20.0
 TARGET_RATIO = 1.5
-# The claim's row finder, as in dispatch.claim_due, for EXPLAIN.
+# The claim's row finder, as in states._CLAIM, for EXPLAIN: one range of the index on
+# (priority, due_at) per priority.
 FIND_DUE = (
-    "SELECT ctid FROM notifications WHERE status = 'scheduled' AND due_at <= %s"
-    " ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED"
+    "SELECT d.ctid FROM unnest(ARRAY[0, 1, 2, 3]::smallint[]) AS p (level)"
+    " CROSS JOIN LATERAL (SELECT ctid FROM notifications WHERE status = 'scheduled'"
+    " AND priority = p.level AND due_at <= %s ORDER BY due_at LIMIT %s"
+    " FOR UPDATE SKIP LOCKED) AS d LIMIT %s"
 )
 
 
 def plant_due(conn: Any, count: int) -> None:
-    """`count` rows due in the last hour, planted like the future ones."""
+    """`count` rows due in the last hour, planted like the future ones, a quarter in each
+    priority."""
     conn.execute(
         """
         INSERT INTO notifications (appointment_id, patient_id, kind, channel, slot, ask_confirm,
-            planned_for, due_at, expires_at, status, attempts, created_at, updated_at)
+            planned_for, due_at, expires_at, status, attempts, priority, created_at, updated_at)
         SELECT 'apt-0', 'pat-0', 'reminder', 'sms', 'due:' || g, false, d, d,
-               d + interval '2 days', 'scheduled', 0, d, d
+               d + interval '2 days', 'scheduled', 0, g %% 4, d, d
         FROM (SELECT g, (now() AT TIME ZONE 'UTC') - random() * interval '1 hour' AS d
               FROM generate_series(1, %s) AS g) AS due
         """,
@@ -97,7 +101,7 @@ def reset(conn: Any, ids: list[int]) -> None:
 def explain(conn: Any) -> list[str]:
     with conn.transaction():
         rows = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS) " + FIND_DUE, (datetime.now(UTC), DUE)
+            "EXPLAIN (ANALYZE, BUFFERS) " + FIND_DUE, (datetime.now(UTC), DUE, DUE)
         ).fetchall()
         conn.execute("ROLLBACK")  # releases the row locks the EXPLAIN ANALYZE took
     return [r[0] for r in rows]

@@ -732,13 +732,14 @@ def plant_manual_sms(
 
 def plant_future(conn: psycopg.Connection[Any], count: int, first_id: int = 0) -> None:
     """`count` scheduled reminders spread over the next four months, all on appointment apt-0
-    (the clock's claim reads due_at and status only), generated inside PostgreSQL."""
+    (the clock's claim reads due_at, priority and status only), a quarter in each priority,
+    generated inside PostgreSQL."""
     conn.execute(
         """
         INSERT INTO notifications (appointment_id, patient_id, kind, channel, slot, ask_confirm,
-            planned_for, due_at, expires_at, status, attempts, created_at, updated_at)
+            planned_for, due_at, expires_at, status, attempts, priority, created_at, updated_at)
         SELECT 'apt-0', 'pat-0', 'reminder', 'sms', 'future:' || g, false, d, d,
-               d + interval '2 days', 'scheduled', 0, created, created
+               d + interval '2 days', 'scheduled', 0, g %% 4, created, created
         FROM (SELECT g, now() AT TIME ZONE 'UTC' AS created,
                      (now() AT TIME ZONE 'UTC') + interval '1 hour'
                          + random() * interval '120 days' AS d

@@ -31,6 +31,8 @@ BENCHMARKS = (
     "ingest",
     "timeliness",
     "embedded_start",
+    "morning_burst",
+    "idle",
 )
 HEADER = ("name", "figure", "target", "baseline", "ratio", "pass/miss")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from datetime import time
 from functools import cached_property
 from pathlib import Path
@@ -165,24 +166,34 @@ class Clinic(_Strict):
     @model_validator(mode="after")
     def _unique_ids(self) -> Clinic:
         for key, items in (("locations", self.locations), ("treatments", self.treatments)):
-            ids = [item.id for item in items]
-            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            counted = Counter(item.id for item in items)
+            duplicates = sorted(i for i, n in counted.items() if n > 1)
             if duplicates:
                 raise ValueError(f"{key}: duplicate id {duplicates[0]!r}")
         return self
 
     def location(self, location_id: str) -> Location | None:
-        return next((loc for loc in self.locations if loc.id == location_id), None)
+        return self._locations_by_id.get(location_id)
+
+    # A network of clinics has thousands of locations, each with its sender: looked up by key.
+    @cached_property
+    def _locations_by_id(self) -> dict[str, Location]:
+        return {loc.id: loc for loc in self.locations}
+
+    @cached_property
+    def _rate_by_sender(self) -> dict[str, float]:
+        rates: dict[str, float] = {}
+        for loc in self.locations:
+            if loc.sender is not None and loc.sms_per_second and loc.sender not in rates:
+                rates[loc.sender] = loc.sms_per_second
+        return rates
 
     def treatment(self, treatment_id: str) -> Treatment | None:
         return next((t for t in self.treatments if t.id == treatment_id), None)
 
     def sms_per_second(self, sender: str) -> float:
         """The send rate allowed for one sender number (or messaging service)."""
-        for loc in self.locations:
-            if loc.sender == sender and loc.sms_per_second:
-                return loc.sms_per_second
-        return self.policy.sms_per_second
+        return self._rate_by_sender.get(sender, self.policy.sms_per_second)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

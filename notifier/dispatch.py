@@ -11,7 +11,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.orm import Session
@@ -107,7 +107,8 @@ def schedule_ticks(scheduler: BaseScheduler, rt: Runtime, enqueue: Enqueue) -> N
         id="dispatch",
         max_instances=1,
         coalesce=True,
-        next_run_time=rt.clock(),
+        # At once, by the scheduler's own clock (the wall's), whatever clock the runtime keeps.
+        next_run_time=datetime.now(UTC),
     )
     # Retention: once a day, at a quiet hour; several clocks purging at once blank nothing twice.
     scheduler.add_job(

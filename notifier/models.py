@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -19,7 +20,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from . import priority
 
 
 def utc_naive(moment: datetime) -> datetime:
@@ -127,6 +131,11 @@ class Appointment(Base):
 IN_FLIGHT = "status IN ('queued', 'sending', 'unknown')"
 
 
+def _priority_of_row(context: DefaultExecutionContext) -> int:
+    row = context.get_current_parameters()
+    return priority.of(row["kind"], row.get("slot") or "")
+
+
 class Notification(Base):
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -149,6 +158,12 @@ class Notification(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     provider_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # `priority.of(kind, slot)`, 0 first: the order in which due rows are claimed and take their
+    # sender's slots. Decided when the row is planned; the server's default is for rows written
+    # by hand.
+    priority: Mapped[int] = mapped_column(
+        SmallInteger, default=_priority_of_row, server_default=text(str(priority.STANDARD))
+    )
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     staff: Mapped[str | None] = mapped_column(String(200))
@@ -171,9 +186,11 @@ class Notification(Base):
     history: Mapped[list[NotificationEvent]] = relationship(order_by="NotificationEvent.id")
 
     __table_args__ = (
-        # The clock's claim reads only what is due, however many rows wait months ahead.
+        # The clock's claim reads only what is due, however many rows wait months ahead, one
+        # priority after the other (`states._CLAIM`).
         Index(
             "ix_notifications_due",
+            "priority",
             "due_at",
             postgresql_where=text("status = 'scheduled'"),
             sqlite_where=text("status = 'scheduled'"),

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -72,7 +72,9 @@ def deliver(rt: Runtime, ids: Sequence[int], worker: str = "worker") -> dict[int
         for n in claimed:
             skip = recheck(rt, session, n, now, opted_out)
             if skip is None:
-                ready.append((n, compose(rt, n, now, n.patient.phone in texted)))
+                # Its priority decides the order in which its sender's slots are handed out.
+                message = compose(rt, n, now, n.patient.phone in texted)
+                ready.append((n, replace(message, priority=n.priority)))
             else:
                 fates[n.id] = _skip(session, n, skip, now, Status.QUEUED)
         batch = Batch(rt, session, worker, looked)

@@ -40,6 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import priority
 from .models import Appointment, Notification, NotificationEvent, SmsFirstText, UTCDateTime
 
 
@@ -205,43 +206,64 @@ for _move in STATEMENTS.values():
 # On PostgreSQL the claim is one statement that finds, locks and moves the due rows. It names
 # them by their place in the table (ctid), which the row lock keeps still until the update, so
 # the update needs no second index lookup per row. Two clocks claiming at once skip each
-# other's rows instead of waiting on them.
+# other's rows instead of waiting on them. The due rows are read one priority after the other
+# (`priority.LEVELS`), each a range of the index on (priority, due_at): a scan of that index in
+# its own order would walk every future row of a priority before reaching the next one.
 _CLAIM = text(
     """
     WITH due AS (
-        SELECT ctid FROM notifications
-        WHERE status = 'scheduled' AND due_at <= :now
-        ORDER BY due_at
+        SELECT d.ctid, d.priority, d.due_at
+        FROM unnest(CAST(:levels AS smallint[])) WITH ORDINALITY AS p (level, n)
+        CROSS JOIN LATERAL (
+            SELECT ctid, priority, due_at FROM notifications
+            WHERE status = 'scheduled' AND priority = p.level AND due_at <= :now
+            ORDER BY due_at
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        ) AS d
         LIMIT :limit
-        FOR UPDATE SKIP LOCKED
     )
     UPDATE notifications
     SET status = 'queued', updated_at = :now, lease_owner = :owner, lease_until = :until
     WHERE ctid = ANY(ARRAY(SELECT ctid FROM due)) AND status = 'scheduled'
-    RETURNING id
+    RETURNING id, priority, due_at
     """
 ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
 
 
 def claim(session: Session, now: datetime, owner: str, limit: int, lease: timedelta) -> list[int]:
-    """scheduled → queued for up to `limit` due rows, soonest first; returns their ids.
+    """scheduled → queued for up to `limit` due rows, the most urgent first and, within a
+    priority, the soonest due; returns their ids in that order.
 
     Writes no history: `queued` is a hand-off that lasts milliseconds, the row names its clock
     and time (`lease_owner`, `updated_at`) while it lasts, and an abandoned claim is written
     down when the reaper returns it."""
     if session.get_bind().dialect.name == "postgresql":
-        values = {"now": now, "limit": limit, "owner": owner, "until": now + lease}
-        return list(session.scalars(_CLAIM, values))
+        values = {
+            "now": now,
+            "limit": limit,
+            "owner": owner,
+            "until": now + lease,
+            "levels": list(priority.LEVELS),
+        }
+        rows = session.execute(_CLAIM, values).all()
+        return [row.id for row in sorted(rows, key=lambda r: (r.priority, r.due_at, r.id))]
     due = (
         select(Notification.id)
         .where(Notification.status == Status.SCHEDULED, Notification.due_at <= now)
-        .order_by(Notification.due_at)
+        .order_by(Notification.priority, Notification.due_at)
         .limit(limit)
     )
-    return transition(
+    ids = transition(
         session, due, CLAIM.sources, CLAIM.to, now,
         history=False, lease_owner=owner, lease_until=now + lease,
     )  # fmt: skip
+    if not ids:
+        return ids
+    order = select(Notification.id).where(Notification.id.in_(ids))
+    return list(
+        session.scalars(order.order_by(Notification.priority, Notification.due_at, Notification.id))
+    )
 
 
 _table = cast(Table, Notification.__table__)

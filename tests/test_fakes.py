@@ -174,6 +174,20 @@ def test_fail_next_with_429(fake: FakeTwilio, client: Client) -> None:
         assert (error.value.status, error.value.code) == (429, 20429)
 
 
+def test_a_sender_faster_than_its_rate_is_refused_with_429(
+    fake: FakeTwilio, client: Client
+) -> None:
+    fake.enforce_rates({CLINIC: 2.0}, tolerance=0.1)
+    send(client)  # its first turn
+    with pytest.raises(TwilioRestException) as error:
+        send(client)  # at once: half a second too soon
+    assert (error.value.status, error.value.code) == (429, 20429)
+    time.sleep(0.45)  # within the tolerance of its turn
+    send(client)
+    assert len(fake.messages) == 2
+    assert fake.refused_over_rate == {CLINIC: 1}
+
+
 def test_list_errors_are_a_bare_twilio_exception(make_client: MakeClient) -> None:
     # Unlike create/fetch, list() raises the base TwilioException("Unable to fetch page",
     # response): no .status or .code, and `except TwilioRestException` misses it.

@@ -47,6 +47,8 @@ class Message:
     attachments: tuple[Attachment, ...] = ()
     # Extra email headers, as (name, value): List-Unsubscribe and its one-click companion.
     headers: tuple[tuple[str, str], ...] = ()
+    # Its notification's priority (0 first): the order in which a sender's slots are handed out.
+    priority: int = 1
 
 
 class Channel(Protocol):

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, update
+from sqlalchemy import Row, Select, func, select, union_all, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from .. import priority
 from ..models import Appointment, Notification
 
 
@@ -90,11 +91,20 @@ def count_by_state(session: Session) -> Sequence[Row[Any]]:
 
 
 def due_unclaimed(session: Session, now: datetime) -> Row[Any]:
-    """(how many, the oldest due_at) of the rows due by `now` and still `scheduled`."""
-    return session.execute(
-        select(func.count(), func.min(Notification.due_at)).where(
-            Notification.status == "scheduled", Notification.due_at <= now
+    """(how many, the oldest due_at) of the rows due by `now` and still `scheduled`: one range
+    of the claim's index per priority."""
+    each = union_all(
+        *(
+            select(func.count().label("due"), func.min(Notification.due_at).label("oldest")).where(
+                Notification.status == "scheduled",
+                Notification.priority == level,
+                Notification.due_at <= now,
+            )
+            for level in priority.LEVELS
         )
+    ).subquery()
+    return session.execute(
+        select(func.coalesce(func.sum(each.c.due), 0), func.min(each.c.oldest))
     ).one()
 
 
@@ -198,9 +208,15 @@ def has_email_in_slots(session: Session, appointment_id: str, kind: str, slots: 
 
 def next_due(session: Session) -> datetime | None:
     """When the next `scheduled` row falls due."""
-    return session.scalar(
-        select(func.min(Notification.due_at)).where(Notification.status == "scheduled")
-    )
+    each = union_all(
+        *(
+            select(func.min(Notification.due_at).label("due")).where(
+                Notification.status == "scheduled", Notification.priority == level
+            )
+            for level in priority.LEVELS
+        )
+    ).subquery()
+    return session.scalar(select(func.min(each.c.due)))
 
 
 def withdrawn(session: Session) -> Sequence[Row[Any]]:

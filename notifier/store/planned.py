@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
+from .. import priority
 from ..models import Appointment, Notification, UTCDateTime, utc_naive
 from ..states import Status, record
 
@@ -108,6 +109,7 @@ def planned_arrays(planned: Sequence[PlannedRow]) -> dict[str, list[Any]]:
         "kinds": [p.kind for p in planned],
         "channels": [p.channel for p in planned],
         "slots": [p.slot for p in planned],
+        "priorities": [priority.of(p.kind, p.slot) for p in planned],
         "ask_confirm": [p.ask_confirm for p in planned],
         "due_at": [utc_naive(p.due_at) for p in planned],
         "expires_at": [utc_naive(p.expires_at) for p in planned],
@@ -122,14 +124,17 @@ _RETURNED = ", ".join(c.name for c in Notification.__table__.c)
 PLANNED_INSERT = f"""
     planned AS (
         INSERT INTO notifications (appointment_id, patient_id, kind, channel, slot,
-            ask_confirm, planned_for, due_at, expires_at, status, attempts, staff, created_at,
-            updated_at)
+            ask_confirm, planned_for, due_at, expires_at, status, attempts, priority, staff,
+            created_at, updated_at)
         SELECT a.id, a.patient_id, p.kind, p.channel, p.slot, p.ask_confirm, p.due_at,
-            p.due_at, p.expires_at, 'scheduled', 0, CAST(:staff AS varchar), :now, :now
+            p.due_at, p.expires_at, 'scheduled', 0, p.priority, CAST(:staff AS varchar), :now,
+            :now
         FROM appointment AS a, unnest(CAST(:kinds AS text[]), CAST(:channels AS text[]),
             CAST(:slots AS text[]), CAST(:ask_confirm AS boolean[]),
-            CAST(:due_at AS timestamp[]), CAST(:expires_at AS timestamp[]))
-            WITH ORDINALITY AS p(kind, channel, slot, ask_confirm, due_at, expires_at, n)
+            CAST(:due_at AS timestamp[]), CAST(:expires_at AS timestamp[]),
+            CAST(:priorities AS smallint[]))
+            WITH ORDINALITY AS p(kind, channel, slot, ask_confirm, due_at, expires_at,
+                priority, n)
         ORDER BY p.n  -- ids follow the plan's order, as a row-by-row insert gives them
         RETURNING {_RETURNED}
     ), history AS (

@@ -154,6 +154,11 @@ class FakeTwilio:
         self._faults: deque[_Fault] = deque()
         self._chaos: _Chaos | None = None
         self._injected: Counter[str] = Counter()
+        # Per sender: the messages a second it may send, and when its next turn comes (GCRA).
+        self._rates: dict[str, float] = {}
+        self._rate_tolerance = 0.0
+        self._turn: dict[str, float] = {}
+        self._over_rate: Counter[str] = Counter()
         # Set by stop() and reset() to release requests parked by a hang.
         self._wake = threading.Event()
         self._server: _Server | None = None
@@ -240,8 +245,43 @@ class FakeTwilio:
             self._faults.clear()
             self._chaos = None
             self._injected.clear()
+            self._rates.clear()
+            self._turn.clear()
+            self._over_rate.clear()
             self._wake.set()
             self._wake = threading.Event()
+
+    # -- carrier rates ------------------------------------------------------------------------
+
+    def enforce_rates(self, rates: dict[str, float], tolerance: float = 0.25) -> None:
+        """From now on a message from one of these senders that comes sooner than its rate
+        allows (messages a second, by From) is refused with 429 (code 20429), as a provider
+        that enforces the carrier's limit does. `tolerance` is how early a message may come
+        for its turn (the network's and the machine's jitter)."""
+        with self._lock:
+            self._rates = dict(rates)
+            self._rate_tolerance = tolerance
+            self._turn.clear()
+            self._over_rate.clear()
+
+    @property
+    def refused_over_rate(self) -> dict[str, int]:
+        """How many messages each sender had refused for coming faster than its rate."""
+        with self._lock:
+            return dict(self._over_rate)
+
+    def _within_rate(self, sender: str) -> bool:
+        with self._lock:
+            rate = self._rates.get(sender)
+            if rate is None:
+                return True
+            now = time.monotonic()
+            turn = self._turn.get(sender, now)
+            if now < turn - self._rate_tolerance:
+                self._over_rate[sender] += 1
+                return False
+            self._turn[sender] = max(turn, now) + 1 / rate
+            return True
 
     # -- programmable faults (they apply to message creation, in the order queued) ---------
 
@@ -334,6 +374,8 @@ class FakeTwilio:
         return self._list(request.path, request.query)
 
     def _create_with_faults(self, form: dict[str, list[str]]) -> _Answer | None:
+        if not self._within_rate((form.get("From") or [""])[-1]):
+            return _error(429, 20429, "Too Many Requests")
         fault = self._next_fault()
         if fault is None:
             return self._create(form)

@@ -61,14 +61,15 @@ class TwilioSMS:
         """Seconds from now at which each message may go: its sender's free slots of the next
         `within` seconds are taken in one step per sender; the rest are given places in line,
         which reserve nothing."""
-        by_sender: dict[str, list[int]] = defaultdict(list)
-        for i, message in enumerate(messages):
-            by_sender[self._throttle_key(message)].append(i)
+        by_sender: dict[tuple[str, int], list[int]] = defaultdict(list)
+        # The most urgent first: they take the sender's free slots before the others ask.
+        for i, message in sorted(enumerate(messages), key=lambda m: m[1].priority):
+            by_sender[(self._throttle_key(message), message.priority)].append(i)
         delays = [0.0] * len(messages)
-        for key, indexes in by_sender.items():
+        for (key, priority), indexes in by_sender.items():
             rate = self.per_second(key)
             try:
-                slots = self.limiter.reserve(key, rate, len(indexes), within)
+                slots = self.limiter.reserve(key, rate, len(indexes), within, priority)
             except redis.RedisError as exc:  # nothing has left yet: safe to try again later
                 raise SendError("transient", f"rate limiter unavailable: {exc}") from exc
             for k, i in enumerate(indexes):
