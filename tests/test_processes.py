@@ -60,9 +60,15 @@ def stack_env(
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
     engine.dispose()
-    # The example clinic, but the second reminder comes 18 s after the first, not 46 hours.
+    # The example clinic, but the second reminder comes 18 s after the first, not 46 hours, and
+    # the message budget stands aside (it would drop a 48 h reminder moments after the
+    # confirmation, and hold a text seconds after another): these tests are the processes'.
     clinic = unthrottled_clinic(tmp_path)
-    clinic.write_text(clinic.read_text().replace("hours_before = 2\n", "hours_before = 47.995\n"))
+    config = clinic.read_text().replace("hours_before = 2\n", "hours_before = 47.995\n")
+    config = config.replace("confirmation_gap_hours = 24\n", "confirmation_gap_hours = 0\n")
+    config = config.replace("sms_spacing_minutes = 120\n", "sms_spacing_minutes = 0\n")
+    assert "confirmation_gap_hours = 0\n" in config and "sms_spacing_minutes = 0\n" in config
+    clinic.write_text(config)
     return {
         **os.environ,
         "NOTIFIER_CONFIG": str(clinic),
