@@ -95,7 +95,13 @@ def notification(
         calendar_sequence=3,
     )
     return Notification(
-        id=7, appointment=appointment, kind=kind, channel=channel, ask_confirm=True, slot=""
+        id=7,
+        appointment=appointment,
+        patient=appointment.patient,
+        kind=kind,
+        channel=channel,
+        ask_confirm=True,
+        slot="",
     )
 
 

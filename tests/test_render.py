@@ -90,7 +90,14 @@ def sms(renderer: Renderer, kind: str, lang: str, **context: Any) -> str:
 
 
 def test_kinds_on_disk(renderer: Renderer) -> None:
-    assert renderer.kinds() == sorted((*KINDS, *REPLIES, "staff_message"))
+    others = (
+        "staff_message",
+        "no_show_recovery",
+        "waitlist_offer",
+        "reply_slot_won",
+        "reply_slot_gone",
+    )
+    assert renderer.kinds() == sorted((*KINDS, *REPLIES, *others))
 
 
 @pytest.mark.parametrize("lang", LANGS)
