@@ -318,14 +318,9 @@ def test_a_spanish_speaking_patient_confirms_in_spanish_and_the_link_then_says_s
 
 
 def screenshot_pages(rt: Runtime) -> dict[str, str]:
-    """The board, the worklist (the inbox until there is one) and a conversation (an
-    appointment's page until there is one)."""
-    paths = staff_pages(rt)
-    worklist = next((p for p in paths if p.endswith("/worklist")), "/staff/inbox")
-    conversation = next(
-        (p for p in paths if "conversation" in p or "thread" in p), "/staff/appointments/apt-1"
-    )
-    return {"board": "/staff", "worklist": worklist, "conversation": conversation}
+    """The board, the worklist and the conversation of the morning's first patient."""
+    conversation = "/staff/patients/{patient_id}/conversation".format(**SAMPLES)
+    return {"board": "/staff", "worklist": "/staff/worklist", "conversation": conversation}
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESK], ids=["390px", "1280px"])
